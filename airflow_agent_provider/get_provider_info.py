@@ -1,0 +1,2 @@
+def get_provider_info():
+    return {"package-name": "airflow-agent-provider", "name": "Agent ETL", "description": "x"}
