@@ -1,0 +1,127 @@
+"""What the model may answer at a judgment point, and the records we keep of it.
+
+Model answers are validated against these models; anything else is off-contract.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from airflow_agent_provider.contracts.specs import LogicalType
+
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def _identifier(value: str) -> str:
+    if not NAME_RE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a plain identifier (letters, digits, underscore; max 63)")
+    return value
+
+
+Identifier = Annotated[str, Field(pattern=NAME_RE.pattern, max_length=63)]
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Diagnosis(_Answer):
+    """Claude's reading of a failed validation."""
+
+    summary: str = Field(max_length=2000)
+    likely_cause: str = Field(max_length=2000)
+    recommendation: str = Field(max_length=2000)
+    severity: Literal["low", "medium", "high"] = "medium"
+
+
+class RouteDecision(BaseModel):
+    """The record of a routing decision, pushed to XCom key ``decision`` before branching."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    route: str
+    rationale: str = ""
+    confidence: float = Field(default=0.0, ge=0.0, le=1.0)
+    options: list[str] = Field(default_factory=list)
+    model: str | None = None
+    usage: dict[str, float] = Field(default_factory=dict)
+    fallback_used: bool = False
+    fallback_reason: str | None = None
+    proposed_route: str | None = None
+    approved_by: str | None = None
+
+
+RowOp = Literal[
+    "is_null",
+    "equals",
+    "not_equals",
+    "in_list",
+    "not_in_list",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "regex_mismatch",
+    "not_castable",
+]
+
+
+class RowRule(_Answer):
+    """Which rows a drop or quarantine action touches: a single comparison on one column."""
+
+    column: Identifier
+    op: RowOp
+    value: str | int | float | bool | list[str | int | float] | None = None
+    to_type: LogicalType | None = Field(default=None, description="for not_castable: the target type")
+
+
+class RenameColumn(_Answer):
+    action: Literal["rename_column"]
+    column: Identifier
+    to: Identifier
+
+
+class CastColumn(_Answer):
+    action: Literal["cast_column"]
+    column: Identifier
+    to_type: LogicalType
+    format: str | None = Field(default=None, max_length=64, description="strptime format for date/timestamp text")
+
+
+class FillDefault(_Answer):
+    action: Literal["fill_default"]
+    column: Identifier
+    value: str | int | float | bool
+
+
+class DropRows(_Answer):
+    action: Literal["drop_rows"]
+    rule: RowRule
+
+
+class QuarantineRows(_Answer):
+    action: Literal["quarantine_rows"]
+    rule: RowRule
+    target: Identifier = Field(description="dataset/table name the quarantined rows are written to")
+
+
+FixAction = Annotated[
+    RenameColumn | CastColumn | FillDefault | DropRows | QuarantineRows, Field(discriminator="action")
+]
+
+
+class FixPlan(_Answer):
+    """A schema/quality fix plan in the closed vocabulary; applied by our code, never by the model."""
+
+    actions: list[FixAction] = Field(max_length=20)
+    rationale: str = Field(default="", max_length=2000)
+
+    @field_validator("actions")
+    @classmethod
+    def _not_empty(cls, value: list[FixAction]) -> list[FixAction]:
+        if not value:
+            raise ValueError("a fix plan needs at least one action")
+        return value
