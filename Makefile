@@ -8,7 +8,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AGENT_PROVIDER_HOME := $(CURDIR)
 
-.PHONY: install demo test lint types unit services ui bench bench-full clean
+.PHONY: install demo test lint types unit services browser ui bench bench-full clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install -q uv
@@ -23,7 +23,7 @@ demo: install
 	@bash scripts/demo.sh
 
 ## Lint, types and the whole test suite (starts PostgreSQL/Redis on loopback when they are down).
-test: install services lint types
+test: install services browser lint types
 	$(BIN)/pytest
 
 lint: install
@@ -38,6 +38,10 @@ unit: install
 
 services:
 	@bash scripts/ensure-services.sh
+
+## Debian's chromium for the UI test (no browser download: the machine's registries only).
+browser:
+	@bash scripts/ensure-browser.sh
 
 ui: install services
 	@bash scripts/ui.sh
