@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from airflow_agent_provider.contracts import Usage
+
 
 class AgentProviderError(Exception):
     """Base of every domain error raised by the engines and the agent layer."""
@@ -52,16 +57,17 @@ class SchemaConflict(LoadError):
 class ModelCallError(AgentProviderError):
     """A model call failed for good (after bounded retries); the caller takes its fallback."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, *, usage: Usage | None = None) -> None:
         super().__init__(message)
         self.reason = reason
+        self.usage = usage  # what the failed decision already spent (None: nothing was sent)
 
 
 class BudgetExhausted(ModelCallError):
     """The run's model budget (cost or calls) is spent; no further calls are made."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__("budget_exhausted", message)
+    def __init__(self, message: str, *, usage: Usage | None = None) -> None:
+        super().__init__("budget_exhausted", message, usage=usage)
 
 
 class RemediationFailed(AgentProviderError):
