@@ -1,0 +1,286 @@
+"""Load a staged dataset into a SQLite or PostgreSQL warehouse, in one transaction.
+
+The staged Parquet is read through DuckDB, which also answers every question about the data
+before the warehouse is touched: column names (checked as identifiers), duplicate and NULL keys,
+and whether values fit the existing columns. Then one warehouse transaction snapshots the target
+when asked, creates or widens it, bulk-copies the rows into a temporary table (COPY on
+PostgreSQL, ``executemany`` on SQLite), merges them into the target (insert, upsert or replace),
+and checks the result. A failed check or any error rolls everything back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from airflow_agent_provider.contracts import DatasetRef, StageResult
+from airflow_agent_provider.engines import staging
+from airflow_agent_provider.engines.load_plan import Column, Staged, Warehouse, plan_columns, schema_matches
+from airflow_agent_provider.engines.sqlsafe import (
+    TableName,
+    duplicate_example,
+    duplicate_keys,
+    identifier,
+    insert_select,
+    present_keys,
+    upsert_select,
+)
+from airflow_agent_provider.exceptions import AgentProviderError, LoadError
+
+if TYPE_CHECKING:
+    import sqlalchemy
+
+LoadStrategy = Literal["insert", "upsert", "replace"]
+STRATEGIES: tuple[str, ...] = ("insert", "upsert", "replace")
+PROGRESS_EVERY_S = 5.0
+
+
+def open_warehouse(engine: sqlalchemy.engine.Engine) -> Warehouse:
+    """The warehouse session for an engine's dialect (SQLite or PostgreSQL over psycopg2)."""
+    name = engine.dialect.name
+    if name == "sqlite":
+        from airflow_agent_provider.engines.load_sqlite import SqliteWarehouse
+
+        return SqliteWarehouse(engine.raw_connection())
+    if name == "postgresql":
+        from airflow_agent_provider.engines.load_postgres import PostgresWarehouse
+
+        return PostgresWarehouse(engine.raw_connection())
+    raise ValueError(f"load_dataset supports sqlite and postgresql warehouses, not {name!r}")
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """The validated arguments of one load."""
+
+    table: TableName
+    strategy: str
+    key: tuple[str, ...]
+    snapshot: TableName | None
+    batch_rows: int
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        target_table: str,
+        strategy: str,
+        upsert_key: Sequence[str] | None,
+        snapshot: bool,
+        snapshot_name: str | None,
+        batch_rows: int,
+    ) -> LoadRequest:
+        table = TableName.parse(target_table, "target table")
+        if strategy not in STRATEGIES:
+            raise ValueError(f"load_strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
+        if isinstance(upsert_key, str):
+            upsert_key = [upsert_key]
+        key = tuple(identifier(k, "upsert_key column") for k in upsert_key or ())
+        if strategy == "upsert" and not key:
+            raise ValueError(f"load_strategy 'upsert' into {table} needs upsert_key (the columns of its key)")
+        if not isinstance(batch_rows, int) or batch_rows < 1:
+            raise ValueError(f"batch_rows must be a positive integer, not {batch_rows!r}")
+        return cls(table, strategy, key, _snapshot_name(table, snapshot_name) if snapshot else None, batch_rows)
+
+
+def _snapshot_name(table: TableName, name: str | None) -> TableName:
+    if name is None:
+        stamp = datetime.now(UTC).strftime("%Y%m%d_%H%M%S")
+        return table.sibling(f"{table.name[:37]}__snapshot_{stamp}")
+    parsed = TableName.parse(name, "snapshot")
+    snapshot = parsed if parsed.schema else table.sibling(parsed.name)
+    if snapshot == table:
+        raise ValueError(f"snapshot_name {name!r} is the target table itself")
+    return snapshot
+
+
+class Progress:
+    """Throttled progress lines: ``table: 150000/400000 rows (80000 rows/s)`` at most every few seconds."""
+
+    def __init__(self, label: str, total: int, log: Callable[[str], None] | None, every: float = PROGRESS_EVERY_S):
+        self.label, self.total, self.log, self.every = label, total, log, every
+        self.done = 0
+        self.started = self.last = time.monotonic()
+
+    def advance(self, rows: int) -> None:
+        self.done += rows
+        now = time.monotonic()
+        if self.log is not None and now - self.last >= self.every:
+            rate = self.done / max(now - self.started, 1e-9)
+            self.log(f"{self.label}: {self.done}/{self.total} rows ({rate:.0f} rows/s)")
+            self.last = now
+
+
+def load_dataset(
+    ref: DatasetRef,
+    *,
+    engine: sqlalchemy.engine.Engine,
+    target_table: str,
+    load_strategy: LoadStrategy = "insert",
+    upsert_key: Sequence[str] | None = None,
+    create_snapshot_before_load: bool = False,
+    snapshot_name: str | None = None,
+    batch_rows: int = 50_000,
+    log: Callable[[str], None] | None = None,
+) -> StageResult:
+    """Write a staged dataset to a warehouse table in one transaction, then check the result.
+
+    :param ref: the staged dataset (Parquet parts).
+    :param engine: the warehouse; its dialect is ``sqlite`` or ``postgresql``.
+    :param target_table: ``table`` or ``schema.table`` (PostgreSQL); created when missing.
+    :param load_strategy: ``insert`` appends, ``upsert`` inserts or updates by key, ``replace``
+        empties the table (keeping it, its indexes and grants) and inserts.
+    :param upsert_key: the key columns; required for ``upsert``, the primary key of a new table.
+    :param create_snapshot_before_load: copy the current table first (same transaction).
+    :param snapshot_name: the snapshot's name; default ``<table>__snapshot_<utc time>``.
+    :param batch_rows: rows per batch streamed from the staged data to the warehouse.
+    :param log: called with progress lines (at most every few seconds).
+    :raises UnsafeIdentifier: a table, schema or column name is not a plain identifier.
+    :raises SchemaConflict: the data cannot go into an existing column; nothing was written.
+    :raises LoadError: duplicate or NULL keys, a failed post-load check, or a database error;
+        the transaction was rolled back and the target is as it was.
+    """
+    started, started_at = time.monotonic(), datetime.now(UTC)
+    request = LoadRequest.build(
+        target_table=target_table,
+        strategy=load_strategy,
+        upsert_key=upsert_key,
+        snapshot=create_snapshot_before_load,
+        snapshot_name=snapshot_name,
+        batch_rows=batch_rows,
+    )
+    con = staging.connect()
+    try:
+        staged = Staged.open(con, ref, request.key, request.table)
+        progress = Progress(request.table.name, staged.rows, log)
+        metrics = _LoadRun(open_warehouse(engine), staged, request, progress).run()
+    finally:
+        con.close()
+    duration = time.monotonic() - started
+    metrics |= {"target_table": str(request.table), "load_strategy": request.strategy}
+    metrics["load_duration_seconds"] = round(duration, 3)
+    return StageResult(stage="load", status="success", metrics=metrics, duration_s=duration, started_at=started_at)
+
+
+class _LoadRun:
+    """The steps of one load, inside one warehouse transaction."""
+
+    def __init__(self, wh: Warehouse, staged: Staged, request: LoadRequest, progress: Progress) -> None:
+        self.wh, self.staged, self.request, self.progress = wh, staged, request, progress
+        self.table = request.table
+        self.stage = ""
+        self.columns: list[Column] = []
+
+    def run(self) -> dict[str, Any]:
+        """Load; commit when every check passed, roll back on anything else."""
+        try:
+            self.wh.begin()
+            metrics = self._load()
+            self.wh.end(commit=True)
+            return metrics
+        except AgentProviderError:
+            self.wh.end(commit=False)
+            raise
+        except Exception as err:
+            self.wh.end(commit=False)
+            raise LoadError(f"load into {self.request.table} failed and was rolled back: {err}") from err
+
+    def _load(self) -> dict[str, Any]:
+        wh, table = self.wh, self.wh.resolve(self.request.table)
+        self.table = table
+        wh.lock(table)
+        existing = wh.columns(table)
+        self.columns = plan_columns(wh, self.staged, table, existing)
+        snapshot = self._snapshot(existing)
+        added = self._prepare(existing)
+        before = wh.count(table) if existing is not None else 0
+        self._stage_rows()
+        written, deleted = self._merge()
+        after = wh.count(table)
+        validation = self._checks(before, after)
+        failed = [name for name, ok in validation.items() if not ok]
+        if failed:
+            raise LoadError(f"post-load check {', '.join(failed)} failed for {table}: {validation}; rolled back")
+        wh.drop_stage(self.stage)
+        inserted = after - before + deleted
+        return {
+            "rows_loaded": self.staged.rows,
+            "rows_inserted": inserted,
+            "rows_updated": max(written - inserted, 0),
+            "rows_deleted": deleted,
+            "snapshot_created": str(self.request.snapshot) if snapshot else None,
+            "table_created": existing is None,
+            "columns_added": added,
+            "load_validation": validation,
+        }
+
+    def _snapshot(self, existing: dict[str, str] | None) -> TableName | None:
+        if self.request.snapshot is None or existing is None:
+            return None
+        snapshot = self.wh.resolve(self.request.snapshot)
+        self.wh.snapshot(self.table, snapshot)
+        return snapshot
+
+    def _prepare(self, existing: dict[str, str] | None) -> list[str]:
+        """Create the table, or add the data's new columns; make sure an upsert key is unique."""
+        if existing is None:
+            self.wh.create_table(self.table, [(c.name, c.target) for c in self.columns], self.request.key)
+            return []
+        added = [c for c in self.columns if c.declared is None]
+        for col in added:
+            self.wh.add_column(self.table, col.name, col.target)
+        if self.request.strategy == "upsert":
+            _ensure_unique(self.wh, self.table, self.request.key)
+        return [c.name for c in added]
+
+    def _stage_rows(self) -> None:
+        self.stage = self.wh.create_stage([(c.name, c.target) for c in self.columns])
+        names = [c.name for c in self.columns]
+        for batch in self.staged.batches(self.columns, self.wh.wire_type, self.request.batch_rows):
+            self.wh.write_stage(self.stage, names, batch)
+            self.progress.advance(batch.num_rows)
+
+    def _merge(self) -> tuple[int, int]:
+        """Move the staged rows into the target; returns (rows written, rows deleted)."""
+        wh, table, key, names = self.wh, self.table, self.request.key, [c.name for c in self.columns]
+        if self.request.strategy == "upsert":
+            return wh.execute(upsert_select(table, self.stage, names, key, differs=wh.differs)), 0
+        deleted = wh.execute(f"DELETE FROM {table.sql}") if self.request.strategy == "replace" else 0
+        return wh.execute(insert_select(table, self.stage, names)), deleted
+
+    def _checks(self, before: int, after: int) -> dict[str, bool]:
+        """The post-load checks, run inside the load's transaction."""
+        wh, table, key, rows = self.wh, self.table, self.request.key, self.staged.rows
+        if self.request.strategy == "insert":
+            count_ok = after == before + rows
+        elif self.request.strategy == "replace":
+            count_ok = after == rows
+        else:
+            present = int(wh.scalar(present_keys(table, self.stage, key)))
+            count_ok = present == rows and before <= after <= before + rows
+        duplicates = int(wh.scalar(duplicate_keys(table, key, among=self.stage))) if key else 0
+        return {
+            "row_count_match": count_ok,
+            "schema_match": schema_matches(wh, table, self.columns),
+            "no_duplicates": duplicates == 0,
+        }
+
+
+def _ensure_unique(wh: Warehouse, table: TableName, key: Sequence[str]) -> None:
+    """An upsert needs a unique index on its key: find one or create it (refusing duplicates)."""
+    wanted = frozenset(wh.norm(k) for k in key)
+    if any(frozenset(wh.norm(c) for c in cols) == wanted for cols in wh.unique_keys(table)):
+        return
+    found = wh.fetchall(duplicate_example(table, key))
+    if found:
+        example = ", ".join(str(v) for v in found[0][:-1])
+        raise LoadError(
+            f"cannot upsert into {table} by ({', '.join(key)}): the table has no unique key on it and already "
+            f"holds {found[0][-1]} rows for ({example}); deduplicate it or choose another key"
+        )
+    digest = hashlib.sha256("|".join(key).encode()).hexdigest()[:8]
+    wh.create_unique_index(table, f"uq_{table.name[:44]}_{digest}", key)

@@ -1,0 +1,136 @@
+"""The PostgreSQL side of a load: one transaction, ``COPY ... FROM STDIN`` (CSV) into a temp table.
+
+Arrow batches are written as CSV by pyarrow: NULL is an unquoted empty field and every string is
+quoted, so an empty string stays an empty string; NaN and infinities are ``nan``/``inf``, which
+PostgreSQL reads back exactly. The session time zone is UTC for the transaction.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow_agent_provider.engines.load_plan import Warehouse
+from airflow_agent_provider.engines.sqlsafe import TableName, identifier, quote, quote_list
+from airflow_agent_provider.exceptions import LoadError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+_DDL_TYPES = {
+    "integer": "BIGINT",
+    "float": "DOUBLE PRECISION",
+    "string": "TEXT",
+    "boolean": "BOOLEAN",
+    "date": "DATE",
+    "timestamp": "TIMESTAMP",
+}
+# format_type() prefixes -> the logical type the column holds, first match wins.
+_FAMILIES = (
+    (("bigint", "integer", "smallint"), "integer"),
+    (("double precision", "real", "numeric"), "float"),
+    (("text", "character", "varchar"), "string"),
+    (("boolean",), "boolean"),
+    (("date",), "date"),
+    (("timestamp",), "timestamp"),
+)
+_RELKIND = """
+SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND c.relname = %s
+"""
+_COLUMNS = """
+SELECT a.attname, format_type(a.atttypid, a.atttypmod)
+FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum
+"""
+_UNIQUE_KEYS = """
+SELECT array_agg(a.attname::text)
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+WHERE n.nspname = %s AND c.relname = %s AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+GROUP BY i.indexrelid
+"""
+
+
+class PostgresWarehouse(Warehouse):
+    """A load transaction on PostgreSQL through psycopg2."""
+
+    dialect = "postgresql"
+
+    def __init__(self, raw: Any) -> None:
+        super().__init__(raw)
+        self._autocommit = self.dbapi.autocommit
+
+    def begin(self) -> None:
+        self.dbapi.autocommit = False
+        self.execute("SET LOCAL TIME ZONE 'UTC'")
+
+    def end(self, *, commit: bool) -> None:
+        try:
+            if commit:
+                self.dbapi.commit()
+            else:
+                self.dbapi.rollback()
+        finally:
+            self.cursor.close()
+            self.dbapi.autocommit = self._autocommit
+            self.raw.close()
+
+    def resolve(self, table: TableName) -> TableName:
+        schema = table.schema or self.scalar("SELECT current_schema()")
+        if schema is None:
+            raise LoadError(f"no current schema for {table} (the search_path is empty); name it schema.table")
+        if not self.scalar("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,)):
+            raise LoadError(f"schema {schema!r} of {table} does not exist")
+        return TableName(table.name, identifier(schema, "schema"))
+
+    def columns(self, table: TableName) -> dict[str, str] | None:
+        kind = self.scalar(_RELKIND, (table.schema, table.name))
+        if kind is None:
+            return None
+        if kind not in ("r", "p"):
+            raise LoadError(f"target {table} is not a table (pg_class.relkind {kind!r})")
+        return dict(self.fetchall(_COLUMNS, (table.schema, table.name)))
+
+    def family(self, declared: str) -> str:
+        lower = declared.lower()
+        return next((logical for prefixes, logical in _FAMILIES if lower.startswith(prefixes)), "other")
+
+    def ddl_type(self, logical: str) -> str:
+        return _DDL_TYPES.get(logical, "TEXT")
+
+    def wire_type(self, logical: str) -> str | None:
+        return None
+
+    def unique_keys(self, table: TableName) -> list[frozenset[str]]:
+        return [frozenset(r[0]) for r in self.fetchall(_UNIQUE_KEYS, (table.schema, table.name))]
+
+    def lock(self, table: TableName) -> None:
+        """Keep concurrent writers out (readers still read) so the row-count checks hold."""
+        if self.scalar(_RELKIND, (table.schema, table.name)) is not None:
+            self.execute(f"LOCK TABLE {table.sql} IN SHARE ROW EXCLUSIVE MODE")
+
+    def create_unique_index(self, table: TableName, name: str, key: Sequence[str]) -> None:
+        self.execute(f"CREATE UNIQUE INDEX {quote(name)} ON {table.sql} ({quote_list(key)})")
+
+    def create_stage(self, columns: Sequence[tuple[str, str]]) -> str:
+        stage = f"pg_temp.{quote('_aap_stage_' + uuid.uuid4().hex[:12])}"
+        defs = ", ".join(f"{quote(name)} {self.ddl_type(logical)}" for name, logical in columns)
+        self.execute(f"CREATE TEMP TABLE {stage} ({defs}) ON COMMIT DROP")
+        return stage
+
+    def write_stage(self, stage: str, names: Sequence[str], batch: pa.RecordBatch) -> None:
+        import pyarrow.csv as pacsv
+
+        buffer = io.BytesIO()
+        pacsv.write_csv(batch, buffer, pacsv.WriteOptions(include_header=False))
+        buffer.seek(0)
+        sql = f"COPY {stage} ({quote_list(names)}) FROM STDIN WITH (FORMAT csv, ENCODING 'UTF8')"
+        self.cursor.copy_expert(sql, buffer)
+
+    def drop_stage(self, stage: str) -> None:
+        self.execute(f"DROP TABLE {stage}")

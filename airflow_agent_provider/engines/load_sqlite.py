@@ -1,0 +1,124 @@
+"""The SQLite side of a load: one ``BEGIN IMMEDIATE`` transaction, ``executemany`` into a TEMP table.
+
+SQLite has no DATE, TIMESTAMP or BOOLEAN storage: dates and timestamps are kept as ISO text,
+booleans as 0/1 integers, and a float NaN is stored as NULL (SQLite turns NaN into NULL).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow_agent_provider.engines.load_plan import Warehouse
+from airflow_agent_provider.engines.sqlsafe import TableName, quote, quote_list
+from airflow_agent_provider.exceptions import LoadError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+_DDL_TYPES = {
+    "integer": "BIGINT",
+    "float": "REAL",
+    "string": "TEXT",
+    "boolean": "INTEGER",
+    "date": "TEXT",
+    "timestamp": "TEXT",
+}
+# Declared-type fragments -> the logical type the column holds, first match wins (SQLite's
+# affinity rules, refined for the names that mean dates, timestamps and booleans).
+_FAMILIES = (
+    ("BOOL", "boolean"),
+    ("TIMESTAMP", "timestamp"),
+    ("DATETIME", "timestamp"),
+    ("DATE", "date"),
+    ("INT", "integer"),
+    ("CHAR", "string"),
+    ("CLOB", "string"),
+    ("TEXT", "string"),
+    ("REAL", "float"),
+    ("FLOA", "float"),
+    ("DOUB", "float"),
+    ("NUMERIC", "float"),
+    ("DECIMAL", "float"),
+)
+
+
+class SqliteWarehouse(Warehouse):
+    """A load transaction on a SQLite database (the ``main`` schema)."""
+
+    dialect = "sqlite"
+    differs = "IS NOT"
+    case_insensitive = True
+
+    def __init__(self, raw: Any) -> None:
+        super().__init__(raw)
+        self._isolation = self.dbapi.isolation_level
+
+    def begin(self) -> None:
+        self.dbapi.isolation_level = None  # we issue BEGIN/COMMIT ourselves, DDL included
+        self.execute("BEGIN IMMEDIATE")
+
+    def end(self, *, commit: bool) -> None:
+        try:
+            if self.dbapi.in_transaction:
+                self.execute("COMMIT" if commit else "ROLLBACK")
+        finally:
+            self.cursor.close()
+            self.dbapi.isolation_level = self._isolation
+            self.raw.close()
+
+    def resolve(self, table: TableName) -> TableName:
+        if table.schema not in (None, "main"):
+            raise ValueError(f"SQLite target {table} must be a plain table name (schemas are PostgreSQL only)")
+        return TableName(table.name, "main")
+
+    def columns(self, table: TableName) -> dict[str, str] | None:
+        kind = self.scalar("SELECT type FROM main.sqlite_master WHERE lower(name) = lower(?)", (table.name,))
+        if kind is None:
+            return None
+        if kind != "table":
+            raise LoadError(f"target {table.name} is a {kind}, not a table")
+        return dict(self.fetchall("SELECT name, type FROM pragma_table_info(?, 'main')", (table.name,)))
+
+    def family(self, declared: str) -> str:
+        upper = declared.upper()
+        return next((logical for fragment, logical in _FAMILIES if fragment in upper), "any")
+
+    def ddl_type(self, logical: str) -> str:
+        return _DDL_TYPES.get(logical, "TEXT")
+
+    def wire_type(self, logical: str) -> str | None:
+        return "VARCHAR" if logical in ("date", "timestamp") else None
+
+    def unique_keys(self, table: TableName) -> list[frozenset[str]]:
+        pk = self.fetchall("SELECT name FROM pragma_table_info(?, 'main') WHERE pk > 0", (table.name,))
+        keys = [frozenset(r[0].lower() for r in pk)] if pk else []
+        indexes = self.fetchall(
+            "SELECT name FROM pragma_index_list(?, 'main') WHERE \"unique\" = 1 AND partial = 0", (table.name,)
+        )
+        for (index,) in indexes:
+            cols = [r[0] for r in self.fetchall("SELECT name FROM pragma_index_info(?, 'main')", (index,))]
+            if cols and None not in cols:
+                keys.append(frozenset(c.lower() for c in cols))
+        return keys
+
+    def lock(self, table: TableName) -> None:
+        """``BEGIN IMMEDIATE`` already holds the database's write lock."""
+
+    def create_unique_index(self, table: TableName, name: str, key: Sequence[str]) -> None:
+        self.execute(f"CREATE UNIQUE INDEX main.{quote(name)} ON {quote(table.name)} ({quote_list(key)})")
+
+    def create_stage(self, columns: Sequence[tuple[str, str]]) -> str:
+        stage = f"temp.{quote('_aap_stage_' + uuid.uuid4().hex[:12])}"
+        defs = ", ".join(f"{quote(name)} {self.ddl_type(logical)}" for name, logical in columns)
+        self.execute(f"CREATE TEMP TABLE {stage} ({defs})")
+        return stage
+
+    def write_stage(self, stage: str, names: Sequence[str], batch: pa.RecordBatch) -> None:
+        marks = ", ".join("?" * len(names))
+        rows = zip(*(column.to_pylist() for column in batch.columns), strict=True)
+        self.cursor.executemany(f"INSERT INTO {stage} ({quote_list(names)}) VALUES ({marks})", rows)
+
+    def drop_stage(self, stage: str) -> None:
+        self.execute(f"DROP TABLE {stage}")
