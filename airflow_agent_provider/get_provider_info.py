@@ -1,2 +1,52 @@
-def get_provider_info():
-    return {"package-name": "airflow-agent-provider", "name": "Agent ETL", "description": "x"}
+# Read by Airflow's provider discovery through the ``apache_airflow_provider`` entry point.
+# One dict literal and no imports: a broken provider info breaks every Airflow process.
+
+
+def get_provider_info() -> dict:
+    return {
+        "package-name": "airflow-agent-provider",
+        "name": "Agent ETL",
+        "description": (
+            "ETL stages (extract, validate, transform, load) as Airflow operators that thread the pipeline's "
+            "state through XCom, with Claude deciding the remediation route when data goes wrong."
+        ),
+        "integrations": [
+            {
+                "integration-name": "Agent ETL",
+                "external-doc-url": "https://github.com/airflow-agent-provider/airflow-agent-provider#readme",
+                "tags": ["ai", "etl"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": "Agent ETL",
+                "python-modules": [
+                    "airflow_agent_provider.operators.extract",
+                    "airflow_agent_provider.operators.validate",
+                    "airflow_agent_provider.operators.transform",
+                    "airflow_agent_provider.operators.load",
+                    "airflow_agent_provider.operators.report",
+                ],
+            }
+        ],
+        # TODO: add "notifications": ["airflow_agent_provider.notifiers.StageFailureNotifier"] once it lands.
+        "config": {
+            "agent_provider": {
+                "description": "Settings of the airflow-agent-provider operators.",
+                "options": {
+                    "staging_root": {
+                        "description": (
+                            "Where stages write staged Parquet data: a local folder or an object-storage URI "
+                            "(s3://conn_id@bucket/path) that every worker can reach. Empty means "
+                            "$AGENT_PROVIDER_STAGING_ROOT, else $AIRFLOW_HOME/staging. An operator's "
+                            "staging_root argument wins over this setting."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "s3://aws_default@my-bucket/airflow-staging",
+                        "default": None,
+                    }
+                },
+            }
+        },
+    }

@@ -29,11 +29,18 @@ class RunScope:
     def dataset_uri(self, root: str | None, dataset: str) -> str:
         index = self.map_index if self.map_index >= 0 else None
         return staging.stage_uri(
-            root or staging.default_root(), self.dag_id, self.run_id, self.task_id, dataset, map_index=index
+            root or configured_staging_root(), self.dag_id, self.run_id, self.task_id, dataset, map_index=index
         )
 
     def uri_factory(self, root: str | None) -> Callable[[str], str]:
         return lambda dataset: self.dataset_uri(root, dataset)
+
+
+def configured_staging_root() -> str:
+    """``[agent_provider] staging_root`` from the Airflow config, else ``staging.default_root()``."""
+    from airflow.sdk import conf
+
+    return conf.get("agent_provider", "staging_root", fallback=None) or staging.default_root()
 
 
 def run_scope(context: Mapping[str, Any]) -> RunScope:

@@ -1,0 +1,119 @@
+"""ExtractOperator: pull SQL, HTTP and file sources into staged Parquet; XCom gets counts, never rows."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.sdk import BaseOperator
+
+from airflow_agent_provider.operators.errors import stage_errors
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection, Context
+
+    from airflow_agent_provider.engines.extract import HttpEndpoint
+
+# Connection extras that HttpHook reads as request options rather than as headers.
+_HTTP_OPTION_EXTRAS = frozenset(
+    {"stream", "cert", "proxies", "proxy", "timeout", "allow_redirects", "max_redirects", "trust_env"}
+    | {"check_response", "srv_lookup", "verify", "verify_ssl", "auth_type", "auth_kwargs"}
+)
+
+
+class ExtractOperator(BaseOperator):
+    """Extract each source into a staged Parquet dataset named after it, sources running concurrently.
+
+    Returns the ``extract`` stage result: per dataset its URI, row count, columns and checksum; metrics
+    ``sources_extracted``, ``total_rows``, ``metadata.extraction_duration_seconds`` and
+    ``metadata.source_checksums``. Map it over sources with
+    ``ExtractOperator.partial(task_id="extract").expand(sources=[[a], [b]])``.
+
+    :param sources: list of source dicts, each with ``name`` and ``type``: ``sql`` (``conn_id``, ``query``,
+        ``parameters``), ``http`` (``conn_id``, ``endpoint``, ``params``, ``headers``, ``pagination``,
+        ``records_path``) or ``file`` (``path``, ``format``: csv, parquet, json or jsonl). Templated as a
+        whole, so queries, paths and params can use the data interval.
+    :param expected_row_count_min: a source with fewer rows fails the task (a source may override it).
+    :param max_workers: how many sources are extracted at the same time.
+    :param staging_root: where staged data goes (default ``[agent_provider] staging_root``,
+        ``$AGENT_PROVIDER_STAGING_ROOT`` or ``$AIRFLOW_HOME/staging``). Templated.
+    """
+
+    template_fields: Sequence[str] = ("sources", "staging_root")
+    template_fields_renderers: ClassVar[dict[str, str]] = {"sources": "json"}
+    ui_color = "#d6eaf8"
+    stage_name = "extract"
+
+    def __init__(
+        self,
+        *,
+        sources: list[dict[str, Any]],
+        expected_row_count_min: int = 1,
+        max_workers: int = 4,
+        staging_root: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.sources = sources
+        self.expected_row_count_min = expected_row_count_min
+        self.max_workers = max_workers
+        self.staging_root = staging_root
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_agent_provider.contracts import parse_sources
+        from airflow_agent_provider.engines.extract import extract_sources
+        from airflow_agent_provider.operators import _common
+
+        scope = _common.run_scope(context)
+        with stage_errors(self.task_id):
+            result = extract_sources(
+                parse_sources(self.sources),
+                dataset_uri=scope.uri_factory(self.staging_root),
+                sql_engine=_common.sql_engine,
+                http_endpoint=http_endpoint,
+                expected_row_count_min=self.expected_row_count_min,
+                max_workers=self.max_workers,
+                log=_common.progress_logger(self.log, self.task_id),
+            )
+        result.task_id = self.task_id
+        self.log.info(
+            "Extracted %s rows from %s source(s) in %.2fs: %s",
+            result.metrics.get("total_rows"),
+            len(result.datasets),
+            result.duration_s,
+            {name: ref.row_count for name, ref in result.datasets.items()},
+        )
+        return result.model_dump(mode="json")
+
+
+def http_endpoint(conn_id: str) -> HttpEndpoint:
+    """The base URL, headers, auth and TLS setting of an Airflow HTTP connection, read as HttpHook does."""
+    from airflow.sdk import BaseHook
+
+    from airflow_agent_provider.engines.extract import HttpEndpoint
+
+    conn = BaseHook.get_connection(conn_id)
+    extra = dict(conn.extra_dejson)
+    return HttpEndpoint(
+        base_url=_base_url(conn),
+        headers=_headers(extra),
+        auth=(conn.login, conn.password or "") if conn.login else None,
+        verify=_verify(extra),
+    )
+
+
+def _base_url(conn: Connection) -> str:
+    host = conn.host or ""
+    if not host:
+        raise ValueError(f"HTTP connection {conn.conn_id!r} has no host")
+    url = host if "://" in host else f"{conn.schema or 'http'}://{host}"
+    return f"{url}:{conn.port}" if conn.port else url
+
+
+def _headers(extra: Mapping[str, Any]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in extra.items() if k not in _HTTP_OPTION_EXTRAS}
+
+
+def _verify(extra: Mapping[str, Any]) -> bool:
+    verify = extra.get("verify", extra.get("verify_ssl", True))
+    return verify if isinstance(verify, bool) else str(verify).strip().lower() not in ("false", "0", "no")

@@ -1,0 +1,287 @@
+"""PipelineReportOperator: gather every stage result of the run into one pipeline-state document."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from airflow.sdk import BaseOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_agent_provider.contracts import PipelineState, RouteDecision, StageResult, StageSummary, Usage
+
+_FAILED_STATES = ("failed", "upstream_failed")
+_STATE_RANK = ("failed", "upstream_failed", "up_for_retry", "removed", "skipped", "success")
+TOP_ISSUES = 3
+PipelineStatus = Literal["success", "failed", "partial"]
+
+
+@dataclass
+class TaskOutcome:
+    """What one task of the run left behind: its state, its XCom values and its routing decisions."""
+
+    task_id: str
+    state: str | None = None
+    stage: str | None = None
+    values: list[Any] = field(default_factory=list)
+    decisions: list[Any] = field(default_factory=list)
+
+
+class PipelineReportOperator(BaseOperator):
+    """Build the run's pipeline-state document from every other task's result, whatever happened.
+
+    Runs last with ``trigger_rule="all_done"`` (place it downstream of the final tasks), so it reports
+    failed, skipped and upstream-failed stages too: per stage the status, duration, start, rows, issue
+    count and top issues, model usage and the XCom size; in total the usage (tokens, cost), the rows
+    loaded, the routing decisions, the errors and warnings. Logs a compact table and returns the document.
+
+    :param pipeline_id: the id recorded in the document (default: the DAG id). Templated.
+    :param output_path: also write the JSON document here (a local path or an object-storage URI).
+        Templated.
+    :param trigger_rule: defaults to ``all_done`` so the report runs after failures too.
+    """
+
+    template_fields: Sequence[str] = ("pipeline_id", "output_path")
+    ui_color = "#eaeded"
+    stage_name = "report"
+
+    def __init__(
+        self,
+        *,
+        pipeline_id: str | None = None,
+        output_path: str | None = None,
+        trigger_rule: str = "all_done",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(trigger_rule=trigger_rule, **kwargs)
+        self.pipeline_id = pipeline_id
+        self.output_path = output_path
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        ti, dag_run, dag = context["ti"], context["dag_run"], context["dag"]
+        raw_states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
+        states = merge_states(raw_states, dag.task_ids)
+        outcomes = [_outcome(context, task_id, states) for task_id in dag.task_ids if task_id != self.task_id]
+        state = build_state(
+            outcomes,
+            pipeline_id=self.pipeline_id or ti.dag_id,
+            dag_id=ti.dag_id,
+            run_id=ti.run_id,
+            started_at=getattr(dag_run, "start_date", None),
+        )
+        for line in format_table(state):
+            self.log.info("%s", line)
+        document = state.model_dump(mode="json")
+        if self.output_path:
+            write_document(self.output_path, document)
+            self.log.info("Pipeline report written to %s", self.output_path)
+        return document
+
+
+def _outcome(context: Context, task_id: str, states: Mapping[str, str]) -> TaskOutcome:
+    """One task's state, return values (all map indexes) and ``decision`` XComs."""
+    ti = context["ti"]
+    values = ti.xcom_pull(task_ids=[task_id], key="return_value") or []
+    decisions = ti.xcom_pull(task_ids=[task_id], key="decision") or []
+    return TaskOutcome(
+        task_id=task_id,
+        state=states.get(task_id),
+        stage=_stage_of(context["dag"].get_task(task_id)),
+        values=[v for v in values if v is not None],
+        decisions=[d for d in decisions if d is not None],
+    )
+
+
+def _stage_of(task: Any) -> str | None:
+    stage = getattr(task, "stage_name", None) or getattr(getattr(task, "operator_class", None), "stage_name", None)
+    return stage if isinstance(stage, str) else None
+
+
+def merge_states(raw: Mapping[str, Any], task_ids: Iterable[str]) -> dict[str, str]:
+    """Map ``get_task_states`` keys (``task`` or ``task_<map index>``) to one state per task id."""
+    merged: dict[str, str] = {}
+    for task_id in task_ids:
+        if raw.get(task_id) is not None:
+            merged[task_id] = str(raw[task_id])
+            continue
+        prefix = f"{task_id}_"
+        mapped = [str(s) for k, s in raw.items() if s and k.startswith(prefix) and k[len(prefix) :].isdigit()]
+        if mapped:
+            merged[task_id] = worst_state(mapped)
+    return merged
+
+
+def worst_state(states: Sequence[str]) -> str:
+    """The state that matters most among a mapped task's instances (a failure wins over success)."""
+    for state in _STATE_RANK:
+        if state in states:
+            return state
+    return states[0]
+
+
+def build_state(
+    outcomes: Sequence[TaskOutcome],
+    *,
+    pipeline_id: str,
+    dag_id: str,
+    run_id: str,
+    started_at: datetime | None = None,
+) -> PipelineState:
+    """The pipeline-state document of a run from what each task left behind."""
+    from airflow_agent_provider.contracts import PipelineState, Usage
+
+    stages = {o.task_id: summarize(o) for o in outcomes}
+    decisions = [d for o in outcomes for d in _decisions(o.decisions)]
+    usage = sum((s.usage for s in stages.values()), Usage())
+    usage = sum((_decision_usage(d) for d in decisions), usage)
+    starts = [s.started_at for s in stages.values() if s.started_at is not None]
+    return PipelineState(
+        pipeline_id=pipeline_id,
+        dag_id=dag_id,
+        run_id=run_id,
+        started_at=started_at or (min(starts) if starts else None),
+        finished_at=datetime.now(timezone.utc),
+        status=_pipeline_status(outcomes, stages),
+        stages=stages,
+        decisions=decisions,
+        usage=usage,
+        rows_loaded=sum(int(s.output.get("metrics", {}).get("rows_loaded") or 0) for s in stages.values()),
+        errors=[e for o in outcomes for e in _errors(o, stages[o.task_id])],
+        warnings=[f"{o.task_id}: {w}" for o in outcomes for r in _results(o) for w in r.warnings],
+    )
+
+
+def summarize(outcome: TaskOutcome) -> StageSummary:
+    """One task's line in the document; a task without a stage result reports its Airflow state."""
+    from airflow_agent_provider.contracts import StageSummary, Usage
+
+    results = _results(outcome)
+    output_bytes = sum(len(json.dumps(v, default=str)) for v in outcome.values)
+    if not results:
+        stage = outcome.stage or ("branch" if outcome.decisions else "task")
+        return StageSummary(
+            task_id=outcome.task_id, stage=stage, status=outcome.state or "unknown", output_bytes=output_bytes
+        )
+    issues = [issue for r in results for issue in r.issues]
+    starts = [r.started_at for r in results if r.started_at is not None]
+    return StageSummary(
+        task_id=outcome.task_id,
+        stage=results[0].stage,
+        status=_stage_status(results, outcome.state),
+        duration_s=max(r.duration_s for r in results),
+        started_at=min(starts) if starts else None,
+        rows=sum(_rows(r) for r in results),
+        issues=len(issues),
+        top_issues=[issue.summary() for issue in issues[:TOP_ISSUES]],
+        usage=sum((r.usage for r in results), Usage()),
+        output=_compact_output(results),
+        output_bytes=output_bytes,
+    )
+
+
+def _results(outcome: TaskOutcome) -> list[StageResult]:
+    from airflow_agent_provider.contracts import StageResult
+
+    parsed = []
+    for value in outcome.values:
+        try:
+            parsed.append(StageResult.from_xcom(value))
+        except (TypeError, ValueError):
+            continue
+    return parsed
+
+
+def _stage_status(results: Sequence[StageResult], state: str | None) -> str:
+    statuses = [r.status for r in results]
+    for status in ("error", "fail"):
+        if status in statuses:
+            return status
+    return "failed" if state in _FAILED_STATES else statuses[0]
+
+
+def _rows(result: StageResult) -> int:
+    if result.stage == "load":
+        return int(result.metrics.get("rows_loaded") or 0)
+    return sum(ref.row_count for ref in result.datasets.values())
+
+
+def _compact_output(results: Sequence[StageResult]) -> dict[str, Any]:
+    """Row counts per dataset and the stage's metrics (one result) or per-instance metrics (mapped)."""
+    datasets = {name: ref.row_count for r in results for name, ref in r.datasets.items()}
+    if len(results) == 1:
+        return {"datasets": datasets, "metrics": results[0].metrics}
+    rows_loaded = sum(int(r.metrics.get("rows_loaded") or 0) for r in results)
+    return {"datasets": datasets, "metrics": {"rows_loaded": rows_loaded, "instances": [r.metrics for r in results]}}
+
+
+def _decisions(values: Sequence[Any]) -> list[RouteDecision]:
+    from airflow_agent_provider.contracts import RouteDecision
+
+    parsed = []
+    for value in values:
+        try:
+            parsed.append(RouteDecision.model_validate(value))
+        except ValueError:
+            continue
+    return parsed
+
+
+def _decision_usage(decision: RouteDecision) -> Usage:
+    from airflow_agent_provider.contracts import Usage
+
+    fields = {k: v for k, v in decision.usage.items() if k in Usage.model_fields}
+    try:
+        return Usage.model_validate(fields)
+    except ValueError:
+        return Usage()
+
+
+def _errors(outcome: TaskOutcome, summary: StageSummary) -> list[str]:
+    errors = [f"{outcome.task_id}: {e}" for r in _results(outcome) for e in r.errors]
+    if outcome.state in _FAILED_STATES and not errors:
+        errors.append(f"{outcome.task_id}: task {outcome.state} (status {summary.status})")
+    return errors
+
+
+def _pipeline_status(outcomes: Sequence[TaskOutcome], stages: Mapping[str, StageSummary]) -> PipelineStatus:
+    """``failed`` when a task failed; ``partial`` when a check failed or a load did not run; else success."""
+    if any(o.state in _FAILED_STATES for o in outcomes):
+        return "failed"
+    checks_failed = any(s.status in ("fail", "error") for s in stages.values())
+    load_missed = any(o.stage == "load" and o.state not in (None, "success") for o in outcomes)
+    return "partial" if checks_failed or load_missed else "success"
+
+
+def format_table(state: PipelineState) -> list[str]:
+    """A compact text table of the document, one line per stage, for the task log."""
+    lines = [
+        f"Pipeline {state.pipeline_id} run {state.run_id}: {state.status}, {state.rows_loaded} row(s) loaded, "
+        f"{state.usage.model_calls} model call(s), ${state.usage.cost_usd:.4f}",
+        f"{'task':<28} {'stage':<10} {'status':<16} {'rows':>9} {'issues':>6} {'seconds':>8}",
+    ]
+    for summary in state.stages.values():
+        rows = "" if summary.rows is None else str(summary.rows)
+        seconds = "" if summary.duration_s is None else f"{summary.duration_s:.2f}"
+        lines.append(
+            f"{summary.task_id:<28} {summary.stage:<10} {summary.status:<16} {rows:>9} {summary.issues:>6} {seconds:>8}"
+        )
+    return lines
+
+
+def write_document(path: str, document: Mapping[str, Any]) -> None:
+    """Write the JSON document to a local path or, for a URI, through Airflow's ObjectStoragePath."""
+    text = json.dumps(document, indent=2, sort_keys=True)
+    if "://" in path and not path.startswith("file://"):
+        from airflow.sdk import ObjectStoragePath
+
+        ObjectStoragePath(path).write_text(text)
+        return
+    local = Path(path.removeprefix("file://"))
+    local.parent.mkdir(parents=True, exist_ok=True)
+    local.write_text(text, encoding="utf-8")

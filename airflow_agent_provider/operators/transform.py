@@ -1,0 +1,92 @@
+"""TransformOperator: run named transformations over staged datasets and stage the result."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.sdk import BaseOperator
+
+from airflow_agent_provider.operators.errors import stage_errors
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_agent_provider.engines.transform import SqlWriter
+
+
+class TransformOperator(BaseOperator):
+    """Run transformations, in order, over every upstream dataset (each a table named after it).
+
+    Each step's result is a table under the step's ``name`` for the steps after it; the last result
+    is staged as ``output_dataset``. SQL runs in an isolated DuckDB that cannot read or write files.
+    Returns the ``transform`` stage result with ``transformations_applied``, ``rows_before``,
+    ``rows_after``, ``rows_filtered`` and ``transformation_details``.
+
+    :param upstream: the upstream stage result(s): ``task.output`` or ``[a.output, b.output]``. Templated.
+    :param transformations: list of steps: ``{name, type: "sql", sql}``, ``{name, type: "sql",
+        description}`` (SQL written by Claude once and cached in ``plans_folder``) or
+        ``{name, type: "python", callable: "package.module.function"}`` (pandas in, pandas out).
+        Templated.
+    :param output_dataset: the name of the staged result. Templated.
+    :param staging_root: where staged data goes (default as for ``ExtractOperator``). Templated.
+    :param plans_folder: where SQL written from a description is cached. Templated.
+    :param model: the Claude model that writes SQL from a description.
+    :param claude_conn_id: the ``anthropic`` connection used to write SQL.
+    """
+
+    template_fields: Sequence[str] = ("upstream", "transformations", "output_dataset", "staging_root", "plans_folder")
+    template_fields_renderers: ClassVar[dict[str, str]] = {"transformations": "json"}
+    ui_color = "#d5f5e3"
+    stage_name = "transform"
+
+    def __init__(
+        self,
+        *,
+        upstream: Any,
+        transformations: list[dict[str, Any]],
+        output_dataset: str,
+        staging_root: str | None = None,
+        plans_folder: str | None = None,
+        model: str | None = None,
+        claude_conn_id: str = "anthropic_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.upstream = upstream
+        self.transformations = transformations
+        self.output_dataset = output_dataset
+        self.staging_root = staging_root
+        self.plans_folder = plans_folder
+        self.model = model
+        self.claude_conn_id = claude_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_agent_provider.contracts import parse_transformations
+        from airflow_agent_provider.engines.transform import run_transformations
+        from airflow_agent_provider.operators import _common
+
+        scope = _common.run_scope(context)
+        with stage_errors(self.task_id):
+            inputs = _common.all_datasets(_common.upstream_results(self.upstream))
+            result = run_transformations(
+                inputs,
+                parse_transformations(self.transformations),
+                output_dataset=self.output_dataset,
+                output_uri=scope.dataset_uri(self.staging_root, self.output_dataset),
+                write_sql=self._sql_writer(context),
+                log=_common.progress_logger(self.log, self.task_id),
+            )
+        result.task_id = self.task_id
+        self.log.info(
+            "Transformed %s input row(s) into %s row(s) of %s in %.2fs",
+            result.metrics.get("rows_before"),
+            result.metrics.get("rows_after"),
+            self.output_dataset,
+            result.duration_s,
+        )
+        return result.model_dump(mode="json")
+
+    def _sql_writer(self, context: Context) -> SqlWriter | None:
+        """Hook point for SQL written by Claude from a description (filled by the agent layer)."""
+        return None

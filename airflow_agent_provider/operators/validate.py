@@ -1,0 +1,107 @@
+"""ValidateOperator: check a staged dataset against a schema and quality rules; never moves data."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.sdk import BaseOperator
+
+from airflow_agent_provider.operators.errors import StageFailed, stage_errors
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_agent_provider.contracts import StageResult
+
+
+class ValidateOperator(BaseOperator):
+    """Validate one staged dataset of the upstream stage; a failing validation is a result, not an error.
+
+    Returns the ``validate`` stage result: status ``pass`` or ``fail``, the ``issues`` found (type,
+    column, expected, found, affected rows, a bounded sample), and metrics (row count, null rates,
+    ``schema_match``). The dataset reference is passed on unchanged, so a branch or a transform can
+    use this task's output as its upstream.
+
+    :param upstream: the upstream stage result(s), e.g. ``extract.output``. Templated.
+    :param dataset: the dataset to check; may be omitted when the upstream holds only one. Templated.
+    :param expected_schema: column -> logical type (integer, float, string, boolean, date, timestamp).
+        Templated.
+    :param quality_rules: list of rule dicts ``{column, rule, ...}``: ``not_null``, ``unique``,
+        ``in_list`` (``values``), ``range`` (``min``/``max``), ``regex`` (``pattern``),
+        ``within_last_n_days`` (``days``; ``within_last_30_days`` also reads), ``row_count_between``
+        (``min``/``max``) and ``sql`` (``predicate``, a boolean expression every row must meet).
+        ``within_last_n_days`` counts back from the end of the run's data interval. Templated.
+    :param fail_on_schema_mismatch: a schema mismatch fails the validation (else it is a warning).
+    :param fail_on_null_rate_exceeds: a column whose share of nulls exceeds this (0.05 = 5 %) is an issue.
+    :param fail_task_on_failure: fail the task (no retry) when the validation fails; the result is
+        still pushed to XCom so the report shows the issues. Off by default: route on the result instead.
+    :param diagnose: ask Claude for a diagnosis and recommendation when issues are found.
+    :param model: the Claude model for the diagnosis (default: the connection's model).
+    :param claude_conn_id: the ``anthropic`` connection used for the diagnosis.
+    """
+
+    template_fields: Sequence[str] = ("upstream", "dataset", "expected_schema", "quality_rules")
+    template_fields_renderers: ClassVar[dict[str, str]] = {"quality_rules": "json", "expected_schema": "json"}
+    ui_color = "#fdebd0"
+    stage_name = "validate"
+
+    def __init__(
+        self,
+        *,
+        upstream: Any,
+        dataset: str | None = None,
+        expected_schema: dict[str, str] | None = None,
+        quality_rules: list[dict[str, Any]] | None = None,
+        fail_on_schema_mismatch: bool = True,
+        fail_on_null_rate_exceeds: float | None = None,
+        fail_task_on_failure: bool = False,
+        diagnose: bool = False,
+        model: str | None = None,
+        claude_conn_id: str = "anthropic_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.upstream = upstream
+        self.dataset = dataset
+        self.expected_schema = expected_schema
+        self.quality_rules = quality_rules
+        self.fail_on_schema_mismatch = fail_on_schema_mismatch
+        self.fail_on_null_rate_exceeds = fail_on_null_rate_exceeds
+        self.fail_task_on_failure = fail_task_on_failure
+        self.diagnose = diagnose
+        self.model = model
+        self.claude_conn_id = claude_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_agent_provider.contracts import parse_quality_rules
+        from airflow_agent_provider.engines.validate import validate_dataset
+        from airflow_agent_provider.operators import _common
+
+        with stage_errors(self.task_id):
+            name, ref = _common.find_dataset(_common.upstream_results(self.upstream), self.dataset)
+            result = validate_dataset(
+                ref,
+                dataset=name,
+                expected_schema=self.expected_schema,
+                quality_rules=parse_quality_rules(self.quality_rules),
+                fail_on_schema_mismatch=self.fail_on_schema_mismatch,
+                fail_on_null_rate_exceeds=self.fail_on_null_rate_exceeds,
+                reference_time=_common.data_interval(context)[1],
+            )
+        result.task_id = self.task_id
+        if self.diagnose and not result.passed:
+            result = self._diagnose(result, context)
+        self.log.info(
+            "Validation of %s: %s (%s rows, %s issue(s))", name, result.status, ref.row_count, len(result.issues)
+        )
+        output = result.model_dump(mode="json")
+        if self.fail_task_on_failure and not result.passed:
+            context["ti"].xcom_push(key="return_value", value=output)
+            summary = "; ".join(issue.summary() for issue in result.issues[:5])
+            raise StageFailed(f"{self.task_id}: validation of {name!r} failed: {summary}")
+        return output
+
+    def _diagnose(self, result: StageResult, context: Context) -> StageResult:
+        """Hook point for the Claude diagnosis (filled by the agent layer); returns the result unchanged."""
+        return result
