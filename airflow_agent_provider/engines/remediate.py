@@ -1,0 +1,303 @@
+"""Apply a fix plan (``contracts.FixPlan``) to a staged dataset: our code, the model's plan.
+
+The actions become one DuckDB SELECT pipeline over the staged Parquet, one stage per action, in
+order. Rows are never deleted mid-pipeline: a drop or quarantine action marks a row's *fate* (the
+first action that removed it), so later actions only count rows still in play, and the
+kept rows, each quarantine target and the counts are read from the same pipeline.
+
+Semantics the plan relies on:
+
+- ``cast_column`` uses ``TRY_CAST`` (or ``try_strptime`` with a ``format`` for dates and
+  timestamps): a value that does not convert becomes NULL and is counted in
+  ``cast_failures[column]``.
+- Row rules never match NULL except ``is_null``: ``amount lt 0`` leaves NULL amounts alone.
+  ``regex_mismatch`` matches values the pattern does not fully match, as the ``regex`` quality
+  rule of the validate stage does.
+- Quarantined rows are written as they arrived (the staged input's columns and values), so the
+  original bad value is kept for a person to look at.
+- Plan values are SQL string literals cast to the column's type; identifiers are quoted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from airflow_agent_provider.contracts import (
+    CastColumn,
+    DatasetRef,
+    DropRows,
+    FillDefault,
+    FixAction,
+    FixPlan,
+    QuarantineRows,
+    RenameColumn,
+    RowRule,
+    StageResult,
+)
+from airflow_agent_provider.contracts.specs import check_name
+from airflow_agent_provider.engines import staging
+from airflow_agent_provider.engines.staging import quote_ident, sql_literal
+from airflow_agent_provider.exceptions import RemediationFailed
+
+if TYPE_CHECKING:
+    import duckdb
+
+DUCKDB_TYPES = {
+    "integer": "BIGINT",
+    "float": "DOUBLE",
+    "string": "VARCHAR",
+    "boolean": "BOOLEAN",
+    "date": "DATE",
+    "timestamp": "TIMESTAMP",
+}
+_COMPARISONS = {"equals": "=", "not_equals": "<>", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+_FATE = "__aap_fate"
+_PIPELINE = "__aap_fixed"
+
+
+def apply_fix_plan(
+    ref: DatasetRef,
+    plan: FixPlan,
+    *,
+    output_uri: str,
+    quarantine_uri: Callable[[str], str],
+) -> tuple[StageResult, dict[str, DatasetRef]]:
+    """Apply ``plan`` to the staged dataset ``ref``; stage the fixed rows and any quarantined rows.
+
+    The result's datasets are the fixed dataset (named after the last segment of ``output_uri``)
+    and one dataset per quarantine target; the second return value holds the quarantine ones.
+
+    :param ref: the staged dataset to fix.
+    :param plan: the actions, applied in order.
+    :param output_uri: the staging folder of the fixed dataset.
+    :param quarantine_uri: target name -> staging folder of the rows quarantined under it.
+    :raises RemediationFailed: an action does not fit the data (missing column, bad value, ...).
+    """
+    name = check_name(output_uri.rstrip("/").rsplit("/", 1)[-1], "fixed dataset name (last segment of output_uri)")
+    started, clock = datetime.now(timezone.utc), time.monotonic()
+    con = staging.connect()
+    try:
+        pipeline = _Pipeline(con, staging.scan_sql(ref.uri))
+        for index, action in enumerate(plan.actions, 1):
+            pipeline.add(index, action)
+        _check_targets(pipeline, name)
+        metrics, fixed, quarantined = _run(con, pipeline, output_uri, quarantine_uri)
+    finally:
+        con.close()
+    result = StageResult(
+        stage="remediate",
+        status="success",
+        datasets={name: fixed, **quarantined},
+        metrics=metrics,
+        duration_s=round(time.monotonic() - clock, 3),
+        started_at=started,
+    )
+    return result, quarantined
+
+
+def _check_targets(pipeline: _Pipeline, name: str) -> None:
+    for index, target in pipeline.quarantines.items():
+        if target.lower() == name.lower():
+            raise RemediationFailed(
+                f"fix plan action #{index} (quarantine_rows): target {target!r} is the fixed dataset's own name"
+            )
+
+
+def _run(
+    con: duckdb.DuckDBPyConnection,
+    pipeline: _Pipeline,
+    output_uri: str,
+    quarantine_uri: Callable[[str], str],
+) -> tuple[dict[str, Any], DatasetRef, dict[str, DatasetRef]]:
+    import duckdb
+
+    try:
+        con.execute(f"CREATE TEMP VIEW {_PIPELINE} AS {pipeline.sql()}")
+        metrics = pipeline.metrics()
+        fixed = _stage(con, pipeline.kept_sql(), output_uri)
+        quarantined = {target: _stage(con, sql, quarantine_uri(target)) for target, sql in pipeline.quarantine_sql()}
+    except duckdb.Error as err:
+        raise RemediationFailed(f"applying the fix plan failed: {type(err).__name__}: {err}") from err
+    return metrics, fixed, quarantined
+
+
+def _stage(con: duckdb.DuckDBPyConnection, sql: str, uri: str) -> DatasetRef:
+    reader = con.sql(sql).to_arrow_reader(500_000)
+    writer = staging.DatasetWriter(uri)
+    for batch in reader:
+        writer.write(batch)
+    return writer.finish(reader.schema)
+
+
+class _Pipeline:
+    """The fix plan as a chain of SELECT stages, with the bookkeeping to count what each did."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, source_sql: str) -> None:
+        self.con = con
+        self.columns = staging.columns_of(con, source_sql)
+        self.originals = list(self.columns)
+        carried = [f"{quote_ident(c)} AS __aap_o{k}" for k, c in enumerate(self.originals)]
+        self.hidden = [_FATE, *(f"__aap_o{k}" for k in range(len(self.originals)))]
+        self.stages = [f"SELECT *, CAST(NULL AS INTEGER) AS {_FATE}, {', '.join(carried)} FROM {source_sql}"]
+        self.labels: list[dict[str, Any]] = []
+        self.counted: dict[int, str] = {}
+        self.removals: dict[int, str] = {}
+        self.quarantines: dict[int, str] = {}
+
+    def add(self, index: int, action: FixAction) -> None:
+        where = f"action #{index} ({action.action})"
+        if isinstance(action, RenameColumn):
+            self._rename(where, action)
+        elif isinstance(action, CastColumn):
+            self._cast(where, index, action)
+        elif isinstance(action, FillDefault):
+            self._fill(where, index, action)
+        else:
+            self._remove(where, index, action)
+        column = action.rule.column if isinstance(action, DropRows | QuarantineRows) else action.column
+        self.labels.append({"action": action.action, "column": column, "rows": None})
+
+    def _rename(self, where: str, action: RenameColumn) -> None:
+        self._require(where, action.column)
+        clash = [c for c in self.columns if c.lower() == action.to.lower() and c != action.column]
+        if clash:
+            raise RemediationFailed(f"fix plan {where}: cannot rename {action.column!r}, {clash[0]!r} already exists")
+        renamed = {action.to if c == action.column else c: t for c, t in self.columns.items()}
+        exprs = {c: quote_ident(action.column if c == action.to else c) for c in renamed}
+        self.columns = renamed
+        self._next(exprs)
+
+    def _cast(self, where: str, index: int, action: CastColumn) -> None:
+        self._require(where, action.column)
+        if action.format and action.to_type in ("date", "timestamp"):
+            self._check(where, f"SELECT try_strptime('', {sql_literal(action.format)})", f"format {action.format!r}")
+        ident = quote_ident(action.column)
+        converted = _converted(ident, action.to_type, action.format)
+        self.columns[action.column] = DUCKDB_TYPES[action.to_type]
+        self._next({action.column: converted}, marker=(index, f"{ident} IS NOT NULL AND {converted} IS NULL"))
+        self.counted[index] = action.column
+
+    def _fill(self, where: str, index: int, action: FillDefault) -> None:
+        self._require(where, action.column)
+        ident = quote_ident(action.column)
+        value = self._literal(where, action.value, self.columns[action.column], action.column)
+        self._next({action.column: f"coalesce({ident}, {value})"}, marker=(index, f"{ident} IS NULL"))
+        self.counted[index] = action.column
+
+    def _remove(self, where: str, index: int, action: DropRows | QuarantineRows) -> None:
+        predicate = self._predicate(where, action.rule)
+        fate = f"CASE WHEN {_FATE} IS NULL AND ({predicate}) THEN {index} ELSE {_FATE} END"
+        self._next({}, fate=fate)
+        self.removals[index] = action.action
+        if isinstance(action, QuarantineRows):
+            self.quarantines[index] = action.target
+
+    def _predicate(self, where: str, rule: RowRule) -> str:
+        self._require(where, rule.column)
+        ident, column_type = quote_ident(rule.column), self.columns[rule.column]
+        if rule.op == "is_null":
+            return f"{ident} IS NULL"
+        if rule.op == "not_castable":
+            if rule.to_type is None:
+                raise RemediationFailed(f"fix plan {where}: rule not_castable needs to_type")
+            return f"{ident} IS NOT NULL AND {_converted(ident, rule.to_type, None)} IS NULL"
+        if rule.op == "regex_mismatch":
+            pattern = sql_literal(str(self._scalar(where, rule)))
+            self._check(where, f"SELECT regexp_full_match('', {pattern})", f"pattern {rule.value!r}")
+            return f"NOT regexp_full_match(CAST({ident} AS VARCHAR), {pattern})"
+        if rule.op in _COMPARISONS:
+            value = self._literal(where, self._scalar(where, rule), column_type, rule.column)
+            return f"{ident} {_COMPARISONS[rule.op]} {value}"
+        values = rule.value if isinstance(rule.value, list) else [self._scalar(where, rule)]
+        if not values:
+            raise RemediationFailed(f"fix plan {where}: rule {rule.op} needs a non-empty list of values")
+        items = ", ".join(self._literal(where, v, column_type, rule.column) for v in values)
+        return f"{ident} {'NOT IN' if rule.op == 'not_in_list' else 'IN'} ({items})"
+
+    def _scalar(self, where: str, rule: RowRule) -> str | int | float | bool:
+        if rule.value is None or isinstance(rule.value, list):
+            raise RemediationFailed(f"fix plan {where}: rule {rule.op} on {rule.column!r} needs a single value")
+        return rule.value
+
+    def _literal(self, where: str, value: Any, column_type: str, column: str) -> str:
+        """``value`` as a SQL literal of the column's type; a value that does not fit fails the plan."""
+        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        literal = f"CAST({sql_literal(text)} AS {column_type})"
+        self._check(where, f"SELECT {literal}", f"value {value!r} is not a valid {column_type} for {column!r}")
+        return literal
+
+    def _check(self, where: str, probe: str, what: str) -> None:
+        import duckdb
+
+        try:
+            self.con.execute(probe).fetchall()
+        except duckdb.Error as err:
+            raise RemediationFailed(f"fix plan {where}: {what}: {err}") from err
+
+    def _require(self, where: str, column: str) -> None:
+        if column not in self.columns:
+            raise RemediationFailed(
+                f"fix plan {where}: column {column!r} does not exist (columns: {', '.join(self.columns)})"
+            )
+
+    def _next(self, changed: dict[str, str], *, marker: tuple[int, str] | None = None, fate: str | None = None) -> None:
+        """Add a stage: every column (``changed`` ones by their new expression) plus the bookkeeping."""
+        select = [f"{changed.get(c, quote_ident(c))} AS {quote_ident(c)}" for c in self.columns]
+        select += [f"{fate} AS {h}" if fate and h == _FATE else h for h in self.hidden]
+        if marker is not None:
+            index, condition = marker
+            select.append(f"({_FATE} IS NULL AND {condition}) AS __aap_m{index}")
+            self.hidden.append(f"__aap_m{index}")
+        self.stages.append(f"SELECT {', '.join(select)} FROM s{len(self.stages) - 1}")
+
+    def sql(self) -> str:
+        ctes = ",\n".join(f"s{i} AS ({stage})" for i, stage in enumerate(self.stages))
+        return f"WITH {ctes}\nSELECT * FROM s{len(self.stages) - 1}"
+
+    def kept_sql(self) -> str:
+        return f"SELECT {', '.join(quote_ident(c) for c in self.columns)} FROM {_PIPELINE} WHERE {_FATE} IS NULL"
+
+    def quarantine_sql(self) -> list[tuple[str, str]]:
+        """(target, query) per quarantine target: the rows it took, as they arrived."""
+        originals = ", ".join(f"__aap_o{k} AS {quote_ident(c)}" for k, c in enumerate(self.originals))
+        targets: dict[str, list[int]] = {}
+        for index, target in self.quarantines.items():
+            targets.setdefault(target, []).append(index)
+        return [
+            (target, f"SELECT {originals} FROM {_PIPELINE} WHERE {_FATE} IN ({', '.join(map(str, ids))})")
+            for target, ids in targets.items()
+        ]
+
+    def metrics(self) -> dict[str, Any]:
+        """One pass over the pipeline: rows in, rows kept, and what each action touched."""
+        counts = [f"count(*) FILTER (WHERE {_FATE} = {i})" for i in self.removals]
+        counts += [f"count(*) FILTER (WHERE __aap_m{i})" for i in self.counted]
+        row = self.con.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE {_FATE} IS NULL), {', '.join([*counts, '0'])} FROM {_PIPELINE}"
+        ).fetchall()[0]
+        touched = dict(zip([*self.removals, *self.counted], map(int, row[2:]), strict=False))
+        for index, label in enumerate(self.labels, 1):
+            label["rows"] = touched.get(index)
+        cast_failures: dict[str, int] = {}
+        for index, column in self.counted.items():
+            if self.labels[index - 1]["action"] == "cast_column":
+                cast_failures[column] = cast_failures.get(column, 0) + touched[index]
+        return {
+            "actions_applied": self.labels,
+            "rows_before": int(row[0]),
+            "rows_after": int(row[1]),
+            "rows_dropped": sum(touched[i] for i, kind in self.removals.items() if kind == "drop_rows"),
+            "rows_quarantined": sum(touched[i] for i in self.quarantines),
+            "cast_failures": cast_failures,
+        }
+
+
+def _converted(ident: str, to_type: str, fmt: str | None) -> str:
+    """The SQL that converts a column to a logical type; NULL where a value does not convert."""
+    if fmt and to_type in ("date", "timestamp"):
+        parsed = f"try_strptime(CAST({ident} AS VARCHAR), {sql_literal(fmt)})"
+        return parsed if to_type == "timestamp" else f"CAST({parsed} AS DATE)"
+    return f"TRY_CAST({ident} AS {DUCKDB_TYPES[to_type]})"
