@@ -1,0 +1,204 @@
+"""SchemaRemediationOperator: Claude proposes fix plans, our code applies them, validation judges."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_agent_provider.agents.remediation import RemediationOutcome
+    from airflow_agent_provider.contracts import DatasetRef, StageResult
+
+ITERATIONS_KEY = "iterations"
+
+
+class SchemaRemediationFailed(AirflowFailException):
+    """The data still fails validation after the allowed iterations (or Claude could not answer).
+
+    Not retried: the same data and the same plans would fail again. ``iterations`` holds every plan
+    and what validation found after it; ``remaining_issues`` what is still wrong.
+    """
+
+    def __init__(self, message: str, *, iterations: list[dict[str, Any]], remaining_issues: list[str]) -> None:
+        super().__init__(message)
+        self.iterations = iterations
+        self.remaining_issues = remaining_issues
+
+
+class SchemaRemediationOperator(BaseOperator):
+    """Fix a dataset that failed validation: up to ``max_iterations`` rounds of plan, apply, re-validate.
+
+    Plans use a closed vocabulary (rename_column, cast_column, fill_default, drop_rows,
+    quarantine_rows) applied by the provider's DuckDB engine to the staged data; the model never
+    touches data. A passing validation returns at once with no model call. Each round's plan and
+    result are recorded in ``metrics.iterations`` (and XCom key ``iterations``, also on failure).
+
+    :param validation: the failed validation result (templated; ``validate_task.output``).
+    :param expected_schema: ``{column: logical type}`` the fixed data must match.
+    :param quality_rules: the quality rules the fixed data must pass (as for ``ValidateOperator``).
+    :param dataset: which dataset of the validation to fix (needed when it holds several).
+    :param max_iterations: rounds before giving up with ``SchemaRemediationFailed``.
+    :param allowed_actions: the actions Claude may use (default all five).
+    :param output_dataset: the fixed dataset's name (default: the input's name).
+    :param quarantine_conn_id: a SQLite/PostgreSQL connection to insert quarantined rows into, one
+        table per quarantine target; without it quarantined rows stay staged (in the result's datasets).
+    :param fail_on_null_rate_exceeds: the null-rate threshold of the re-validation, as in validation.
+    :param model: the model id (default: the connection's ``model`` extra, else ``claude-sonnet-4-6``).
+    :param claude_conn_id: an ``anthropic`` connection.
+    :param max_cost_usd: the run's model budget in USD (earlier tasks' spending counts).
+    :param max_model_calls: the run's budget in model calls.
+    :param timeout_s: the wall-clock bound of each plan request, retries included.
+    :param staging_root: where the fixed data is staged (default: the provider's staging root).
+    """
+
+    template_fields: Collection[str] = (
+        "validation",
+        "expected_schema",
+        "quality_rules",
+        "dataset",
+        "output_dataset",
+        "model",
+        "claude_conn_id",
+        "quarantine_conn_id",
+        "staging_root",
+    )
+    ui_color = "#e8d8f4"
+
+    def __init__(
+        self,
+        *,
+        validation: Any,
+        expected_schema: Mapping[str, str],
+        quality_rules: Sequence[Mapping[str, Any]] | None = None,
+        dataset: str | None = None,
+        max_iterations: int = 3,
+        allowed_actions: Sequence[str] | None = None,
+        output_dataset: str | None = None,
+        quarantine_conn_id: str | None = None,
+        fail_on_null_rate_exceeds: float | None = None,
+        model: str | None = None,
+        claude_conn_id: str = "anthropic_default",
+        max_cost_usd: float | None = None,
+        max_model_calls: int | None = None,
+        timeout_s: float = 60.0,
+        staging_root: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.validation = validation
+        self.expected_schema = expected_schema
+        self.quality_rules = quality_rules
+        self.dataset = dataset
+        self.max_iterations = max_iterations
+        self.allowed_actions = allowed_actions
+        self.output_dataset = output_dataset
+        self.quarantine_conn_id = quarantine_conn_id
+        self.fail_on_null_rate_exceeds = fail_on_null_rate_exceeds
+        self.model = model
+        self.claude_conn_id = claude_conn_id
+        self.max_cost_usd = max_cost_usd
+        self.max_model_calls = max_model_calls
+        self.timeout_s = timeout_s
+        self.staging_root = staging_root
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_agent_provider.agents.remediation import remediate
+        from airflow_agent_provider.operators._claude import Claude, run_budget
+        from airflow_agent_provider.operators.errors import stage_errors
+
+        started, clock = datetime.now(timezone.utc), time.monotonic()
+        with stage_errors(self.task_id):
+            task = self._task(context)
+            claude = Claude(self.claude_conn_id, timeout_s=self.timeout_s)
+            outcome = remediate(
+                lambda: claude.client, task, max_iterations=self.max_iterations, model=claude.model("fix", self.model),
+                policy=claude.policy("fix"), budget=run_budget(self, context),
+            )  # fmt: skip
+        context["ti"].xcom_push(key=ITERATIONS_KEY, value=outcome.iterations)
+        if not outcome.passed or outcome.fixed is None:
+            raise self._failure(task.dataset, outcome)
+        loaded = self._load_quarantine(outcome.quarantined)
+        result = self._result(task.output_dataset, outcome, loaded, started, time.monotonic() - clock)
+        self.log.info(
+            "Remediated %s in %d iteration(s): %s row(s) kept, %s model call(s), $%.4f",
+            task.dataset, len(outcome.iterations), outcome.fixed.row_count, outcome.usage.model_calls,
+            outcome.usage.cost_usd,
+        )  # fmt: skip
+        return result.model_dump(mode="json")
+
+    def _task(self, context: Context) -> Any:
+        from airflow_agent_provider.agents.fixes import check_allowed_actions
+        from airflow_agent_provider.agents.remediation import RemediationTask
+        from airflow_agent_provider.contracts import parse_quality_rules
+        from airflow_agent_provider.operators import _common
+
+        results = _common.upstream_results(self.validation)
+        name, ref = _common.find_dataset(results, self.dataset)
+        check_allowed_actions(self.allowed_actions)
+        return RemediationTask(
+            dataset=name,
+            ref=ref,
+            validation=next(r for r in results if name in r.datasets),
+            uri_for=_common.run_scope(context).uri_factory(self.staging_root),
+            output_dataset=self.output_dataset or name,
+            expected_schema=dict(self.expected_schema or {}),
+            quality_rules=parse_quality_rules(self.quality_rules),
+            allowed_actions=self.allowed_actions,
+            fail_on_null_rate_exceeds=self.fail_on_null_rate_exceeds,
+            reference_time=_common.data_interval(context)[1],
+        )
+
+    def _failure(self, dataset: str, outcome: RemediationOutcome) -> SchemaRemediationFailed:
+        remaining = outcome.remaining_issues
+        message = (
+            f"{self.task_id}: schema remediation of {dataset!r} failed ({outcome.stopped_because}). "
+            f"Remaining issues: {'; '.join(remaining[:5]) or 'none recorded'}. "
+            f"Iterations: {json.dumps(outcome.iterations, default=str)}"
+        )
+        return SchemaRemediationFailed(message, iterations=outcome.iterations, remaining_issues=remaining)
+
+    def _load_quarantine(self, quarantined: Mapping[str, DatasetRef]) -> dict[str, int]:
+        """Insert quarantined rows into ``quarantine_conn_id`` (table = target); {} when it is not set."""
+        if not self.quarantine_conn_id or not quarantined:
+            return {}
+        from airflow_agent_provider.engines.load import load_dataset
+        from airflow_agent_provider.operators._common import sql_engine
+
+        engine = sql_engine(self.quarantine_conn_id)
+        loaded = {}
+        for target, ref in quarantined.items():
+            load_dataset(ref, engine=engine, target_table=target, load_strategy="insert")
+            loaded[target] = ref.row_count
+            self.log.info("Quarantined %d row(s) into %s (%s)", ref.row_count, target, self.quarantine_conn_id)
+        return loaded
+
+    def _result(
+        self, output: str, outcome: RemediationOutcome, loaded: dict[str, int], started: datetime, duration: float
+    ) -> StageResult:
+        from airflow_agent_provider.contracts import StageResult
+
+        assert outcome.fixed is not None
+        return StageResult(
+            stage="remediate",
+            status="pass",
+            task_id=self.task_id,
+            datasets={output: outcome.fixed, **outcome.quarantined},
+            metrics={
+                "iterations": outcome.iterations,
+                "iteration_count": len(outcome.iterations),
+                "rows_quarantined": {name: ref.row_count for name, ref in outcome.quarantined.items()},
+                "quarantine_loaded": loaded,
+            },
+            usage=outcome.usage,
+            duration_s=round(duration, 3),
+            started_at=started,
+            warnings=outcome.validation.warnings,
+        )
