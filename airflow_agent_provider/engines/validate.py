@@ -1,0 +1,269 @@
+"""Validate a staged dataset: schema, null rates and quality rules, all in DuckDB over its Parquet.
+
+Validation never moves data and never raises for bad data: every finding is an ``Issue`` and the
+status says whether any of them fails the stage. Only bad arguments raise. Memory stays bounded:
+one aggregate pass counts the nulls of every column, each rule is one aggregate query, and a
+sample query runs only for a check that found something.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from airflow_agent_provider.contracts import DatasetRef, Issue, QualityRule, StageResult
+from airflow_agent_provider.contracts.specs import LOGICAL_TYPES
+from airflow_agent_provider.engines.staging import columns_of, connect, logical_type, quote_ident, scan_sql
+from airflow_agent_provider.engines.validate_rules import Scan, check_rule, sandbox, show, utc
+
+if TYPE_CHECKING:
+    import duckdb
+
+_CAST_TARGET = {
+    "integer": "BIGINT",
+    "float": "DOUBLE",
+    "string": "VARCHAR",
+    "boolean": "BOOLEAN",
+    "date": "DATE",
+    "timestamp": "TIMESTAMP",
+}
+
+
+@dataclass
+class _Findings:
+    """Issues that fail the stage, and findings that are only worth a warning."""
+
+    issues: list[Issue] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    schema_match: bool = True
+    rules_failed: int = 0
+
+    def add(self, issue: Issue, *, fails: bool = True) -> None:
+        if fails:
+            self.issues.append(issue)
+        else:
+            self.warnings.append(issue.summary())
+
+
+def validate_dataset(
+    ref: DatasetRef,
+    *,
+    dataset: str,
+    expected_schema: Mapping[str, str] | None = None,
+    quality_rules: Sequence[QualityRule] = (),
+    fail_on_schema_mismatch: bool = True,
+    fail_on_null_rate_exceeds: float | None = None,
+    reference_time: datetime | None = None,
+    sample_size: int = 5,
+) -> StageResult:
+    """Check a staged dataset against a schema, a null-rate threshold and quality rules.
+
+    :param ref: the staged dataset (from an upstream stage result).
+    :param dataset: its name, recorded on every issue.
+    :param expected_schema: column -> integer, float, string, boolean, date or timestamp.
+    :param quality_rules: rules from ``contracts.parse_quality_rules``.
+    :param fail_on_schema_mismatch: schema issues fail the stage; when False they become warnings.
+    :param fail_on_null_rate_exceeds: a column with a larger share of nulls (0.05 = 5 %) is an issue.
+    :param reference_time: the end of the data interval, for ``within_last_n_days`` (default now, UTC).
+    :param sample_size: at most this many distinct offending values per issue.
+    :returns: a ``validate`` stage result, status ``pass`` or ``fail``; the data stays where it is.
+    """
+    started, started_at = time.monotonic(), datetime.now(timezone.utc)
+    schema = _check_arguments(ref, expected_schema, quality_rules, fail_on_null_rate_exceeds, sample_size)
+    con = connect()
+    try:
+        con.execute(f"CREATE VIEW data AS SELECT * FROM {scan_sql(ref.uri)}")
+        types = columns_of(con, "data")
+        row_count, non_null = _non_null_counts(con, list(types))
+        scan = Scan(con, dataset, types, row_count, sample_size, utc(reference_time))
+        null_rates = _null_rates(row_count, non_null)
+        findings = _Findings()
+        if schema is not None:
+            _check_schema(scan, schema, findings, fails=fail_on_schema_mismatch)
+        if fail_on_null_rate_exceeds is not None:
+            _check_null_rates(scan, non_null, null_rates, fail_on_null_rate_exceeds, findings)
+        _check_rules(scan, ref.uri, list(quality_rules), findings)
+    finally:
+        con.close()
+    return StageResult(
+        stage="validate",
+        status="fail" if findings.issues else "pass",
+        datasets={dataset: ref},
+        issues=findings.issues,
+        warnings=findings.warnings,
+        metrics=_metrics(scan, null_rates, findings, len(quality_rules), ref.uri),
+        duration_s=round(time.monotonic() - started, 3),
+        started_at=started_at,
+    )
+
+
+def _metrics(scan: Scan, null_rates: Mapping[str, float], findings: _Findings, rules: int, uri: str) -> dict[str, Any]:
+    return {
+        "row_count": scan.row_count,
+        "columns": {name: logical_type(t) for name, t in scan.types.items()},
+        "null_rates": {name: round(rate, 6) for name, rate in null_rates.items()},
+        "rules_checked": rules,
+        "rules_failed": findings.rules_failed,
+        "schema_match": findings.schema_match,
+        "data_location": uri,
+    }
+
+
+def _check_arguments(
+    ref: Any,
+    expected_schema: Mapping[str, str] | None,
+    rules: Sequence[Any],
+    null_threshold: float | None,
+    sample_size: int,
+) -> dict[str, str] | None:
+    """Raise for arguments no data could satisfy; return the expected schema as a plain dict."""
+    if not isinstance(ref, DatasetRef):
+        raise TypeError(f"ref must be a DatasetRef (from an upstream stage result), got {type(ref).__name__}")
+    for rule in rules:
+        _check_rule_argument(rule)
+    if null_threshold is not None and not 0 <= null_threshold <= 1:
+        raise ValueError(f"fail_on_null_rate_exceeds must be a share between 0 and 1, got {null_threshold!r}")
+    if isinstance(sample_size, bool) or not isinstance(sample_size, int) or sample_size < 0:
+        raise ValueError(f"sample_size must be a non-negative integer, got {sample_size!r}")
+    if expected_schema is None:
+        return None
+    if not isinstance(expected_schema, Mapping):
+        raise TypeError(f"expected_schema must map column names to types, got {type(expected_schema).__name__}")
+    for column, kind in expected_schema.items():
+        if kind not in LOGICAL_TYPES:
+            raise ValueError(
+                f"expected_schema column {column!r} has unknown type {kind!r}; use one of {', '.join(LOGICAL_TYPES)}"
+            )
+    return dict(expected_schema)
+
+
+def _check_rule_argument(rule: Any) -> None:
+    if not isinstance(rule, QualityRule):
+        raise TypeError(f"quality rules must be QualityRule (use contracts.parse_quality_rules), got {rule!r}")
+    if rule.rule == "row_count_between":
+        for bound in (rule.min, rule.max):
+            if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int | float)):
+                raise ValueError(f"rule {rule.label}: row count bounds must be numbers, got {bound!r}")
+
+
+def _non_null_counts(con: duckdb.DuckDBPyConnection, columns: list[str]) -> tuple[int, dict[str, int]]:
+    """The row count and every column's non-null count, in one pass."""
+    counts = ", ".join(["count(*)", *(f"count({quote_ident(c)})" for c in columns)])
+    (row,) = con.execute(f"SELECT {counts} FROM data").fetchall()
+    return int(row[0]), {column: int(n) for column, n in zip(columns, row[1:], strict=True)}
+
+
+def _null_rates(row_count: int, non_null: Mapping[str, int]) -> dict[str, float]:
+    if not row_count:
+        return dict.fromkeys(non_null, 0.0)
+    return {column: (row_count - n) / row_count for column, n in non_null.items()}
+
+
+def _check_null_rates(
+    scan: Scan, non_null: Mapping[str, int], rates: Mapping[str, float], threshold: float, findings: _Findings
+) -> None:
+    for column, rate in rates.items():
+        if rate <= threshold:
+            continue
+        nulls = scan.row_count - non_null[column]
+        findings.add(
+            Issue(
+                type="null_rate_exceeded",
+                dataset=scan.dataset,
+                column=column,
+                threshold=threshold,
+                actual=round(rate, 6),
+                affected_rows=nulls,
+                message=(
+                    f"{scan.where(column)}: {rate:.1%} nulls ({nulls} of {scan.row_count} rows), "
+                    f"over the {threshold:.1%} threshold"
+                ),
+            )
+        )
+
+
+def _check_schema(scan: Scan, expected: Mapping[str, str], findings: _Findings, *, fails: bool) -> None:
+    """Missing and mistyped columns are schema issues; unexpected columns only warnings."""
+    for column, want in expected.items():
+        issue = _column_schema_issue(scan, column, want)
+        if issue is not None:
+            findings.schema_match = False
+            findings.add(issue, fails=fails)
+    for column, duckdb_type in scan.types.items():
+        if column not in expected:
+            found = logical_type(duckdb_type)
+            findings.warnings.append(f"{scan.where(column)}: unexpected column ({found}), not in expected_schema")
+
+
+def _column_schema_issue(scan: Scan, column: str, want: str) -> Issue | None:
+    if column not in scan.types:
+        return Issue(
+            type="missing_column",
+            dataset=scan.dataset,
+            column=column,
+            expected=want,
+            found=None,
+            message=f"{scan.where(column)}: expected column ({want}) is missing",
+        )
+    found = logical_type(scan.types[column])
+    if found in (want, "null") or (want, found) == ("float", "integer"):
+        return None
+    return _mismatch(scan, column, want, found)
+
+
+def _unreadable(col: str, want: str) -> str:
+    """SQL true for a non-null value that cannot be read as ``want`` (integers must not lose a fraction)."""
+    target = _CAST_TARGET[want]
+    if want == "integer":
+        return f"TRY_CAST({col} AS BIGINT) IS NULL OR TRY_CAST({col} AS DOUBLE) <> TRY_CAST({col} AS BIGINT)"
+    return f"TRY_CAST({col} AS {target}) IS NULL"
+
+
+def _mismatch(scan: Scan, column: str, want: str, found: str) -> Issue:
+    import duckdb
+
+    col = quote_ident(column)
+    condition = f"{col} IS NOT NULL AND ({_unreadable(col, want)})"
+    try:
+        bad, present = scan.one(f"SELECT count(*) FILTER (WHERE {condition}), count({col}) FROM data")
+        sample = scan.sample([column], condition) if bad else []
+    except duckdb.Error:  # no cast exists between the two types at all
+        (present,) = scan.one(f"SELECT count({col}) FROM data")
+        bad, sample = present, []
+    if bad:
+        detail = f"{bad} of {present} non-null values cannot be read as {want}" + (
+            f", e.g. {show(sample[0])}" if sample else ""
+        )
+    else:
+        detail = f"all {present} non-null values are castable to {want} (a cast fixes it)"
+    return Issue(
+        type="schema_mismatch",
+        dataset=scan.dataset,
+        column=column,
+        expected=want,
+        found=found,
+        affected_rows=bad,
+        sample=sample,
+        message=f"{scan.where(column)}: expected {want}, found {found}; {detail}",
+    )
+
+
+def _check_rules(scan: Scan, uri: str, rules: list[QualityRule], findings: _Findings) -> None:
+    """Each rule in its declared order; custom SQL predicates in a sandbox without file access."""
+    locked = sandbox(uri, scan.con) if any(r.rule == "sql" for r in rules) else None
+    try:
+        for rule in rules:
+            where = replace(scan, con=locked) if locked is not None and rule.rule == "sql" else scan
+            _record(check_rule(where, rule), findings)
+    finally:
+        if locked is not None:
+            locked.close()
+
+
+def _record(issue: Issue | None, findings: _Findings) -> None:
+    if issue is not None:
+        findings.rules_failed += 1
+        findings.add(issue)
