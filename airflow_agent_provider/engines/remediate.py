@@ -141,7 +141,7 @@ class _Pipeline:
         self.originals = list(self.columns)
         carried = [f"{quote_ident(c)} AS __aap_o{k}" for k, c in enumerate(self.originals)]
         self.hidden = [_FATE, *(f"__aap_o{k}" for k in range(len(self.originals)))]
-        self.stages = [f"SELECT *, CAST(NULL AS INTEGER) AS {_FATE}, {', '.join(carried)} FROM {source_sql}"]
+        self.stages = [f"SELECT {', '.join(['*', f'CAST(NULL AS INTEGER) AS {_FATE}', *carried])} FROM {source_sql}"]
         self.labels: list[dict[str, Any]] = []
         self.counted: dict[int, str] = {}
         self.removals: dict[int, str] = {}
@@ -149,6 +149,7 @@ class _Pipeline:
 
     def add(self, index: int, action: FixAction) -> None:
         where = f"action #{index} ({action.action})"
+        _check_identifiers(where, action)
         if isinstance(action, RenameColumn):
             self._rename(where, action)
         elif isinstance(action, CastColumn):
@@ -273,12 +274,11 @@ class _Pipeline:
 
     def metrics(self) -> dict[str, Any]:
         """One pass over the pipeline: rows in, rows kept, and what each action touched."""
-        counts = [f"count(*) FILTER (WHERE {_FATE} = {i})" for i in self.removals]
+        counts = ["count(*)", f"count(*) FILTER (WHERE {_FATE} IS NULL)"]
+        counts += [f"count(*) FILTER (WHERE {_FATE} = {i})" for i in self.removals]
         counts += [f"count(*) FILTER (WHERE __aap_m{i})" for i in self.counted]
-        row = self.con.execute(
-            f"SELECT count(*), count(*) FILTER (WHERE {_FATE} IS NULL), {', '.join([*counts, '0'])} FROM {_PIPELINE}"
-        ).fetchall()[0]
-        touched = dict(zip([*self.removals, *self.counted], map(int, row[2:]), strict=False))
+        row = self.con.execute(f"SELECT {', '.join(counts)} FROM {_PIPELINE}").fetchall()[0]
+        touched = dict(zip([*self.removals, *self.counted], map(int, row[2:]), strict=True))
         for index, label in enumerate(self.labels, 1):
             label["rows"] = touched.get(index)
         cast_failures: dict[str, int] = {}
@@ -293,6 +293,17 @@ class _Pipeline:
             "rows_quarantined": sum(touched[i] for i in self.quarantines),
             "cast_failures": cast_failures,
         }
+
+
+def _check_identifiers(where: str, action: FixAction) -> None:
+    """Names the plan introduces are plain identifiers (the contract says so; a constructed plan may not)."""
+    names = [getattr(action, field, None) for field in ("column", "to", "target")]
+    names.append(action.rule.column if isinstance(action, DropRows | QuarantineRows) else None)
+    for name in filter(None, names):
+        try:
+            check_name(name, "name")
+        except ValueError as err:
+            raise RemediationFailed(f"fix plan {where}: {err}") from err
 
 
 def _converted(ident: str, to_type: str, fmt: str | None) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from airflow_agent_provider.contracts import DatasetRef, FixPlan, StageResult
+from airflow_agent_provider.contracts import DatasetRef, FixPlan, RenameColumn, StageResult
 from airflow_agent_provider.engines import staging
 from airflow_agent_provider.engines.remediate import apply_fix_plan
 from airflow_agent_provider.exceptions import RemediationFailed
@@ -272,6 +272,15 @@ class TestQuarantineRows:
     def test_target_cannot_be_the_fixed_dataset(self, fix):
         with pytest.raises(RemediationFailed, match="own name"):
             fix({"action": "quarantine_rows", "rule": rule("score", "is_null"), "target": "orders_fixed"})
+
+
+class TestUnvalidatedPlans:
+    def test_names_are_checked_even_when_the_plan_skipped_validation(self, orders, staging_root):
+        sneaky = RenameColumn.model_construct(action="rename_column", column="code", to='x" FROM t; --')
+        plan = FixPlan.model_construct(actions=[sneaky], rationale="")
+
+        with pytest.raises(RemediationFailed, match=r"action #1 \(rename_column\): name .* plain identifier"):
+            apply_fix_plan(orders, plan, output_uri=f"{staging_root}/fix/orders_fixed", quarantine_uri=str)
 
 
 class TestResult:
