@@ -104,7 +104,6 @@ class DatasetWriter:
         _clear(self.uri)
 
     def write(self, chunk: pa.Table | pa.RecordBatch | pd.DataFrame) -> None:
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
         table = _as_table(chunk)
@@ -119,11 +118,8 @@ class DatasetWriter:
                 pq.write_table(table, handle, compression="zstd")
         self._parts += 1
         self.rows += table.num_rows
-        self._schema = (
-            table.schema
-            if self._schema is None
-            else pa.unify_schemas([self._schema, table.schema], promote_options="permissive")
-        )
+        if self._schema is None:
+            self._schema = table.schema  # later parts may differ; DuckDB reconciles them on read
         if self._progress is not None:
             self._progress(self.rows, time.monotonic() - self._started)
 
@@ -251,8 +247,7 @@ def describe(uri: str, con: duckdb.DuckDBPyConnection | None = None) -> DatasetR
     try:
         relation = scan_sql(uri)
         types = columns_of(con, relation)
-        row = con.execute(checksum_sql(list(types), relation)).fetchone()
-        assert row is not None
+        row = con.execute(checksum_sql(list(types), relation)).fetchall()[0]
         digest = hashlib.sha256(f"{row[0]}|{sorted(types.items())}|{row[1]}".encode()).hexdigest()[:32]
         size = sum(os.path.getsize(f) for f in part_files(uri))
         columns = {name: logical_type(t) for name, t in types.items()}
