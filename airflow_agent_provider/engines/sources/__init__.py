@@ -1,0 +1,137 @@
+"""Source readers of the extract stage: SQL queries, HTTP APIs and files, each streamed into a :class:`Sink`.
+
+A reader pulls its source chunk by chunk and hands Arrow tables to the sink, which writes them
+to the staged dataset. Readers never hold a whole table in memory, never import Airflow, and
+raise :class:`~airflow_agent_provider.exceptions.SourceError` with a cause a data engineer can act on.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from airflow_agent_provider.contracts import DatasetRef
+from airflow_agent_provider.engines.staging import DatasetWriter
+from airflow_agent_provider.exceptions import AgentProviderError, SourceError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+LOG_EVERY_S = 5.0
+_URI_CREDENTIALS_RE = re.compile(r"(\w[\w+.-]*://)[^/@\s]+@")
+
+
+class Cancelled(AgentProviderError):
+    """Another source failed, so this one stopped early; never reported on its own."""
+
+
+class Sink:
+    """Where a reader puts its chunks: the staged dataset, with cancellation, restart and progress.
+
+    :param name: the source name (used in progress lines and errors).
+    :param uri: the folder URI of the staged dataset.
+    :param chunk_size: rows per chunk the reader should aim for.
+    :param cancelled: set when another source failed; the next write raises :class:`Cancelled`.
+    :param log: receives progress lines, at most every ``LOG_EVERY_S`` seconds.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        uri: str,
+        *,
+        chunk_size: int,
+        cancelled: threading.Event | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.uri = uri
+        self.chunk_size = chunk_size
+        self.pages: int | None = None
+        self.warnings: list[str] = []
+        self._cancelled = cancelled or threading.Event()
+        self._log = log
+        self._last_log = time.monotonic()
+        self._has_schema = False
+        self._writer = DatasetWriter(uri, progress=self.progress)
+
+    @property
+    def rows(self) -> int:
+        return self._writer.rows
+
+    def write(self, chunk: pa.Table | pa.RecordBatch) -> None:
+        """Stage one chunk (raises :class:`Cancelled` once another source failed)."""
+        self.check_cancelled()
+        if chunk.num_columns == 0:
+            return
+        self._writer.write(chunk)
+        self._has_schema = True
+
+    def restart(self) -> None:
+        """Discard what was staged so far: the reader starts over (e.g. with wider column types)."""
+        self.check_cancelled()
+        self._has_schema = False
+        self._writer = DatasetWriter(self.uri, progress=self.progress)
+
+    def finish(self) -> DatasetRef:
+        """Close the dataset and describe it; a dataset needs at least its column names."""
+        if not self._has_schema:
+            raise SourceError(
+                self.name,
+                "returned no records and no column names, so there is nothing to stage "
+                "(an empty file or an empty JSON list has no schema)",
+            )
+        return self._writer.finish()
+
+    def check_cancelled(self) -> None:
+        if self._cancelled.is_set():
+            raise Cancelled(f"source {self.name!r} stopped because another source failed")
+
+    def sleep(self, seconds: float) -> None:
+        """Wait before a retry; wakes up early (and raises :class:`Cancelled`) when another source fails."""
+        self._cancelled.wait(seconds)
+        self.check_cancelled()
+
+    def say(self, line: str) -> None:
+        if self._log is not None:
+            self._log(f"{self.name}: {line}")
+
+    def progress(self, count: int, elapsed: float, unit: str = "rows") -> None:
+        """Log ``count`` and its rate, at most every ``LOG_EVERY_S`` seconds."""
+        now = time.monotonic()
+        if now - self._last_log >= LOG_EVERY_S:
+            self._last_log = now
+            self.say(f"{count} {unit} ({count / max(elapsed, 1e-9):.0f} {unit.split(maxsplit=1)[0]}/s)")
+
+
+def rechunk(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
+    """Regroup record batches of any size into tables of exactly ``rows`` rows (the last one fewer)."""
+    import pyarrow as pa
+
+    pending: pa.Table | None = None
+    for batch in batches:
+        table = pa.Table.from_batches([batch])
+        pending = table if pending is None else pa.concat_tables([pending, table])
+        while pending.num_rows >= rows:
+            yield pending.slice(0, rows)
+            pending = pending.slice(rows)
+    if pending is not None and pending.num_rows:
+        yield pending
+
+
+def redact(text: str, secrets: Iterable[Any] = ()) -> str:
+    """Remove credentials from an error text: ``user:password@`` in URIs and any given secret."""
+    cleaned = _URI_CREDENTIALS_RE.sub(r"\1***@", str(text))
+    for secret in secrets:
+        if secret:
+            cleaned = cleaned.replace(str(secret), "***")
+    return cleaned
+
+
+def first_line(text: str, limit: int = 300) -> str:
+    """The first line of an error text, cut to ``limit`` characters."""
+    line = str(text).strip().splitlines()[0] if str(text).strip() else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
