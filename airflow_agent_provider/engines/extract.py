@@ -137,16 +137,16 @@ def _failure(future: Future[_Outcome]) -> BaseException | None:
 def _run_one(source: AnySource, context: _Context) -> _Outcome:
     started = time.monotonic()
     try:
-        sink = Sink(
+        with Sink(
             source.name,
             context.dataset_uri(source.name),
             chunk_size=source.chunk_size,
             cancelled=context.cancelled,
             log=context.log,
-        )
-        _read(source, sink, context)
-        _check_minimum(source, sink.rows, context.minimum)
-        ref = sink.finish()
+        ) as sink:
+            _read(source, sink, context)
+            _check_minimum(source, sink.rows, context.minimum)
+            ref = sink.finish()
     except (SourceError, Cancelled):
         raise
     except Exception as err:

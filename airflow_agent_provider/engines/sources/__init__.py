@@ -7,6 +7,7 @@ raise :class:`~airflow_agent_provider.exceptions.SourceError` with a cause a dat
 
 from __future__ import annotations
 
+import queue
 import re
 import threading
 import time
@@ -28,8 +29,55 @@ class Cancelled(AgentProviderError):
     """Another source failed, so this one stopped early; never reported on its own."""
 
 
+class _WriteBehind:
+    """Writes chunks on a thread of its own, so reading the next chunk overlaps compressing this one.
+
+    At most ``depth`` chunks wait in the queue, so memory stays bounded; a write error is raised
+    to the reader at its next ``put`` or at ``close``.
+    """
+
+    _DONE = object()
+
+    def __init__(self, write: Callable[[Any], None], name: str, depth: int = 2) -> None:
+        self._write = write
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._discard = False
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=f"stage-{name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not self._DONE:
+            if self._error is None and not self._discard:
+                try:
+                    self._write(chunk)
+                except BaseException as err:
+                    self._error = err
+
+    def put(self, chunk: Any) -> None:
+        self._raise()
+        self._queue.put(chunk)
+
+    def close(self, *, discard: bool = False) -> None:
+        """Wait for the queued chunks to be written (or dropped, with ``discard``)."""
+        if not self._closed:
+            self._closed = True
+            self._discard = discard
+            self._queue.put(self._DONE)
+            self._thread.join()
+        if not discard:
+            self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+
 class Sink:
     """Where a reader puts its chunks: the staged dataset, with cancellation, restart and progress.
+
+    Use it as a context manager: leaving the block on an error stops its writer thread.
 
     :param name: the source name (used in progress lines and errors).
     :param uri: the folder URI of the staged dataset.
@@ -55,29 +103,38 @@ class Sink:
         self._cancelled = cancelled or threading.Event()
         self._log = log
         self._last_log = time.monotonic()
-        self._has_schema = False
-        self._writer = DatasetWriter(uri, progress=self.progress)
+        self._open()
 
-    @property
-    def rows(self) -> int:
-        return self._writer.rows
+    def _open(self) -> None:
+        self.rows = 0
+        self._has_schema = False
+        self._writer = DatasetWriter(self.uri, progress=self.progress)
+        self._behind = _WriteBehind(self._writer.write, self.name)
+
+    def __enter__(self) -> Sink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._behind.close(discard=True)
 
     def write(self, chunk: pa.Table | pa.RecordBatch) -> None:
         """Stage one chunk (raises :class:`Cancelled` once another source failed)."""
         self.check_cancelled()
-        if chunk.num_columns == 0:
+        if chunk.num_columns == 0 or (chunk.num_rows == 0 and self._has_schema):
             return
-        self._writer.write(chunk)
+        self._behind.put(chunk)
+        self.rows += chunk.num_rows
         self._has_schema = True
 
     def restart(self) -> None:
         """Discard what was staged so far: the reader starts over (e.g. with wider column types)."""
+        self._behind.close(discard=True)
         self.check_cancelled()
-        self._has_schema = False
-        self._writer = DatasetWriter(self.uri, progress=self.progress)
+        self._open()
 
     def finish(self) -> DatasetRef:
         """Close the dataset and describe it; a dataset needs at least its column names."""
+        self._behind.close()
         if not self._has_schema:
             raise SourceError(
                 self.name,

@@ -193,6 +193,7 @@ def _reader_sql(source: FileSource, location: _Location, *, whole_file: bool, re
 def _stream(source: FileSource, sink: Sink, location: _Location, *, whole_file: bool) -> None:
     con = connect()
     try:
+        con.execute("SET enable_progress_bar = false")
         if location.fs is not None:
             con.register_filesystem(location.fs)
         relation = _reader_sql(source, location, whole_file=whole_file)
