@@ -3,9 +3,10 @@
 The staged Parquet is read through DuckDB, which also answers every question about the data
 before the warehouse is touched: column names (checked as identifiers), duplicate and NULL keys,
 and whether values fit the existing columns. Then one warehouse transaction snapshots the target
-when asked, creates or widens it, bulk-copies the rows into a temporary table (COPY on
-PostgreSQL, ``executemany`` on SQLite), merges them into the target (insert, upsert or replace),
-and checks the result. A failed check or any error rolls everything back.
+when asked, creates or widens it, bulk-copies the rows (COPY on PostgreSQL, ``executemany`` on
+SQLite) into a temporary table merged into the target (``INSERT ... ON CONFLICT`` for an upsert),
+or straight into the target when there is nothing to merge with (a new or replaced table, a plain
+append), and checks the result. A failed check or any error rolls everything back.
 """
 
 from __future__ import annotations
@@ -174,6 +175,8 @@ class _LoadRun:
         self.table = request.table
         self.stage = ""
         self.columns: list[Column] = []
+        self.key_indexed = False
+        self.created = False
 
     def run(self) -> dict[str, Any]:
         """Load; commit when every check passed, roll back on anything else."""
@@ -198,14 +201,16 @@ class _LoadRun:
         snapshot = self._snapshot(existing)
         added = self._prepare(existing)
         before = wh.count(table) if existing is not None else 0
-        self._stage_rows()
-        written, deleted = self._merge()
+        replacing = self.request.strategy == "replace" and existing is not None
+        deleted = wh.execute(f"DELETE FROM {table.sql}") if replacing else 0
+        written = self._write()
         after = wh.count(table)
         validation = self._checks(before, after)
         failed = [name for name, ok in validation.items() if not ok]
         if failed:
             raise LoadError(f"post-load check {', '.join(failed)} failed for {table}: {validation}; rolled back")
-        wh.drop_stage(self.stage)
+        if self.stage:
+            wh.drop_stage(self.stage)
         inserted = after - before + deleted
         return {
             "rows_loaded": self.staged.rows,
@@ -213,10 +218,19 @@ class _LoadRun:
             "rows_updated": max(written - inserted, 0),
             "rows_deleted": deleted,
             "snapshot_created": str(self.request.snapshot) if snapshot else None,
-            "table_created": existing is None,
+            "table_created": self.created,
             "columns_added": added,
             "load_validation": validation,
         }
+
+    @property
+    def direct(self) -> bool:
+        """Rows go straight into the target when there is nothing to merge them with.
+
+        That is a table created (or emptied, for ``replace``) in this transaction, or a plain append
+        with no key to check; the transaction still makes the load all-or-nothing.
+        """
+        return self.created or self.request.strategy == "replace" or not self.request.key
 
     def _snapshot(self, existing: dict[str, str] | None) -> TableName | None:
         if self.request.snapshot is None or existing is None:
@@ -227,53 +241,79 @@ class _LoadRun:
 
     def _prepare(self, existing: dict[str, str] | None) -> list[str]:
         """Create the table, or add the data's new columns; make sure an upsert key is unique."""
+        key = self.request.key
         if existing is None:
-            self.wh.create_table(self.table, [(c.name, c.target) for c in self.columns], self.request.key)
+            self.wh.create_table(self.table, [(c.name, c.target) for c in self.columns], key)
+            self.created, self.key_indexed = True, bool(key)  # a new table gets its key as primary key
             return []
         added = [c for c in self.columns if c.declared is None]
         for col in added:
             self.wh.add_column(self.table, col.name, col.target)
         if self.request.strategy == "upsert":
-            _ensure_unique(self.wh, self.table, self.request.key)
+            _ensure_unique(self.wh, self.table, key)
+        self.key_indexed = bool(key) and _has_unique(self.wh, self.table, key)
         return [c.name for c in added]
 
-    def _stage_rows(self) -> None:
+    def _write(self) -> int:
+        """Stream the rows into the target, or into a temp table merged into it; returns rows written."""
+        if self.direct:
+            self._copy_into(self.table.sql)
+            return self.staged.rows
         self.stage = self.wh.create_stage([(c.name, c.target) for c in self.columns])
+        self._copy_into(self.stage)
+        names = [c.name for c in self.columns]
+        if self.request.strategy == "upsert":
+            return self.wh.execute(
+                upsert_select(self.table, self.stage, names, self.request.key, differs=self.wh.differs)
+            )
+        return self.wh.execute(insert_select(self.table, self.stage, names))
+
+    def _copy_into(self, target: str) -> None:
         names = [c.name for c in self.columns]
         for batch in self.staged.batches(self.columns, self.wh.wire_type, self.request.batch_rows):
-            self.wh.write_stage(self.stage, names, batch)
+            self.wh.write_rows(target, names, batch)
             self.progress.advance(batch.num_rows)
-
-    def _merge(self) -> tuple[int, int]:
-        """Move the staged rows into the target; returns (rows written, rows deleted)."""
-        wh, table, key, names = self.wh, self.table, self.request.key, [c.name for c in self.columns]
-        if self.request.strategy == "upsert":
-            return wh.execute(upsert_select(table, self.stage, names, key, differs=wh.differs)), 0
-        deleted = wh.execute(f"DELETE FROM {table.sql}") if self.request.strategy == "replace" else 0
-        return wh.execute(insert_select(table, self.stage, names)), deleted
 
     def _checks(self, before: int, after: int) -> dict[str, bool]:
         """The post-load checks, run inside the load's transaction."""
-        wh, table, key, rows = self.wh, self.table, self.request.key, self.staged.rows
+        rows = self.staged.rows
+        present, duplicates = self._key_counts(after)
         if self.request.strategy == "insert":
             count_ok = after == before + rows
         elif self.request.strategy == "replace":
             count_ok = after == rows
         else:
-            present = int(wh.scalar(present_keys(table, self.stage, key)))
             count_ok = present == rows and before <= after <= before + rows
-        duplicates = int(wh.scalar(duplicate_keys(table, key, among=self.stage))) if key else 0
         return {
             "row_count_match": count_ok,
-            "schema_match": schema_matches(wh, table, self.columns),
+            "schema_match": schema_matches(self.wh, self.table, self.columns),
             "no_duplicates": duplicates == 0,
         }
+
+    def _key_counts(self, after: int) -> tuple[int, int]:
+        """(staged keys found in the target, keys held by more than one target row).
+
+        Where the key has a unique index, the database refused any duplicate while we wrote, so
+        only a table without one is probed (``GROUP BY key HAVING count(*) > 1``).
+        """
+        wh, key = self.wh, self.request.key
+        if not key:
+            return 0, 0
+        if self.direct:  # the table holds exactly the rows this load wrote
+            return after, 0 if self.key_indexed else int(wh.scalar(duplicate_keys(self.table, key)))
+        if self.key_indexed:
+            return int(wh.scalar(present_keys(self.table, self.stage, key))), 0
+        return 0, int(wh.scalar(duplicate_keys(self.table, key, among=self.stage)))
+
+
+def _has_unique(wh: Warehouse, table: TableName, key: Sequence[str]) -> bool:
+    wanted = frozenset(wh.norm(k) for k in key)
+    return any(frozenset(wh.norm(c) for c in cols) == wanted for cols in wh.unique_keys(table))
 
 
 def _ensure_unique(wh: Warehouse, table: TableName, key: Sequence[str]) -> None:
     """An upsert needs a unique index on its key: find one or create it (refusing duplicates)."""
-    wanted = frozenset(wh.norm(k) for k in key)
-    if any(frozenset(wh.norm(c) for c in cols) == wanted for cols in wh.unique_keys(table)):
+    if _has_unique(wh, table, key):
         return
     found = wh.fetchall(duplicate_example(table, key))
     if found:

@@ -133,7 +133,8 @@ class Warehouse(ABC):
         """Create the temporary staging table; returns its SQL name."""
 
     @abstractmethod
-    def write_stage(self, stage: str, names: Sequence[str], batch: pa.RecordBatch) -> None: ...
+    def write_rows(self, target: str, names: Sequence[str], batch: pa.RecordBatch) -> None:
+        """Bulk-write one batch into a table (the target or the staging table)."""
 
     @abstractmethod
     def drop_stage(self, stage: str) -> None: ...
@@ -182,8 +183,8 @@ class Staged:
         missing = [k for k in key if k not in types]
         if missing:
             raise LoadError(f"upsert_key {missing} of {table} is not in the staged data (columns: {', '.join(types)})")
-        row = con.execute(f"SELECT count(*) FROM {scan}").fetchone()
-        staged = cls(con, scan, types, int(row[0]) if row else 0)
+        staged = cls(con, scan, types, 0)
+        staged.rows = int(staged.row(f"SELECT count(*) FROM {scan}")[0])
         staged.refuse_bad_keys(key, table)
         return staged
 
@@ -204,16 +205,20 @@ class Staged:
             raise LoadError(f"{nulls} staged rows for {table} have a NULL in the key ({', '.join(key)})")
         keys = quote_list(key)
         dupes = f"SELECT {keys} FROM {self.scan} GROUP BY {keys} HAVING count(*) > 1"
-        found = self.con.execute(f"SELECT (SELECT count(*) FROM ({dupes})), * FROM ({dupes}) LIMIT 1").fetchone()
+        found = self.row(f"SELECT (SELECT count(*) FROM ({dupes})), * FROM ({dupes}) LIMIT 1")
         if found:
             raise LoadError(
                 f"{found[0]} duplicate keys for ({', '.join(key)}) in the staged data for {table}, "
                 f"e.g. ({', '.join(str(v) for v in found[1:])})"
             )
 
+    def row(self, sql: str) -> tuple[Any, ...]:
+        """The first row of a query (empty when none), with the result read to the end."""
+        rows = self.con.execute(sql).fetchall()
+        return tuple(rows[0]) if rows else ()
+
     def scalar(self, sql: str) -> Any:
-        row = self.con.execute(sql).fetchone()
-        return row[0] if row else None
+        return self.row(sql)[0]
 
     def batches(
         self, columns: Sequence[Column], wire: Callable[[str], str | None], batch_rows: int
@@ -253,7 +258,7 @@ def _probe_values(staged: Staged, table: TableName, columns: Sequence[Column]) -
         f"count(*) FILTER (WHERE {c.probe_sql()}), min(CAST({c.source} AS VARCHAR)) FILTER (WHERE {c.probe_sql()})"
         for c in columns
     ]
-    row = staged.con.execute(f"SELECT {', '.join(parts)} FROM {staged.scan}").fetchone() or ()
+    row = staged.row(f"SELECT {', '.join(parts)} FROM {staged.scan}")
     for i, col in enumerate(columns):
         bad, example = row[2 * i], row[2 * i + 1]
         if bad:

@@ -123,13 +123,13 @@ class PostgresWarehouse(Warehouse):
         self.execute(f"CREATE TEMP TABLE {stage} ({defs}) ON COMMIT DROP")
         return stage
 
-    def write_stage(self, stage: str, names: Sequence[str], batch: pa.RecordBatch) -> None:
+    def write_rows(self, target: str, names: Sequence[str], batch: pa.RecordBatch) -> None:
         import pyarrow.csv as pacsv
 
         buffer = io.BytesIO()
         pacsv.write_csv(batch, buffer, pacsv.WriteOptions(include_header=False))
         buffer.seek(0)
-        sql = f"COPY {stage} ({quote_list(names)}) FROM STDIN WITH (FORMAT csv, ENCODING 'UTF8')"
+        sql = f"COPY {target} ({quote_list(names)}) FROM STDIN WITH (FORMAT csv, ENCODING 'UTF8')"
         self.cursor.copy_expert(sql, buffer)
 
     def drop_stage(self, stage: str) -> None:

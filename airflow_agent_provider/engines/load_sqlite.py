@@ -115,10 +115,20 @@ class SqliteWarehouse(Warehouse):
         self.execute(f"CREATE TEMP TABLE {stage} ({defs})")
         return stage
 
-    def write_stage(self, stage: str, names: Sequence[str], batch: pa.RecordBatch) -> None:
+    def write_rows(self, target: str, names: Sequence[str], batch: pa.RecordBatch) -> None:
         marks = ", ".join("?" * len(names))
-        rows = zip(*(column.to_pylist() for column in batch.columns), strict=True)
-        self.cursor.executemany(f"INSERT INTO {stage} ({quote_list(names)}) VALUES ({marks})", rows)
+        rows = zip(*(_python_values(column) for column in batch.columns), strict=True)
+        self.cursor.executemany(f"INSERT INTO {target} ({quote_list(names)}) VALUES ({marks})", rows)
 
     def drop_stage(self, stage: str) -> None:
         self.execute(f"DROP TABLE {stage}")
+
+
+def _python_values(column: pa.Array) -> list[Any]:
+    """A column as Python values; numbers without NULLs go through NumPy, which is much faster."""
+    import pyarrow as pa
+
+    kind = column.type
+    if column.null_count == 0 and (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+        return list(column.to_numpy(zero_copy_only=False).tolist())
+    return list(column.to_pylist())

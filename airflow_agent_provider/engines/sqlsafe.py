@@ -114,6 +114,6 @@ def duplicate_example(target: TableName, key: Sequence[str]) -> str:
 
 
 def present_keys(target: TableName, source: str, key: Sequence[str]) -> str:
-    """Count the rows of ``source`` whose key is present in ``target``."""
+    """Count the rows of ``source`` whose key is present in ``target`` (a semi-join)."""
     match = key_match(key, "t", "s")
     return f"SELECT count(*) FROM {source} AS s WHERE EXISTS (SELECT 1 FROM {target.sql} AS t WHERE {match})"
