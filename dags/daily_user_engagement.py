@@ -46,14 +46,17 @@ _HOME = Path(os.environ.get("AGENT_PROVIDER_HOME") or Path(__file__).resolve().p
 SAMPLE_DIR = "{{ var.value.get('agent_sample_dir', '" + str(_HOME / "var" / "sample") + "') }}"
 REPORTS_DIR = "{{ var.value.get('agent_reports_dir', '" + str(_HOME / "var" / "reports") + "') }}"
 
-# The data interval, also on manual runs without a logical date (then: the day before run_after).
-INTERVAL_START = "{{ data_interval_start | default(dag_run.run_after.date() - macros.timedelta(days=1)) }}"
-INTERVAL_END = "{{ data_interval_end | default(dag_run.run_after.date()) }}"
+# The data interval as 'YYYY-MM-DD HH:MM:SS' (UTC), also on manual runs without a logical date
+# (then: the day before run_after, as the operators assume).
+_START = "(data_interval_start | default(dag_run.run_after.date() - macros.timedelta(days=1)))"
+_END = "(data_interval_end | default(dag_run.run_after.date()))"
+INTERVAL_START = "{{ " + _START + ".strftime('%Y-%m-%d %H:%M:%S') }}"
+INTERVAL_END = "{{ " + _END + ".strftime('%Y-%m-%d %H:%M:%S') }}"
 
 EVENTS_QUERY = """
 SELECT event_id, user_id, event_type, event_ts, revenue, session_id, campaign_id
 FROM events
-WHERE event_ts >= datetime(:interval_start) AND event_ts < datetime(:interval_end)
+WHERE event_ts >= :interval_start AND event_ts < :interval_end
 ORDER BY event_id
 """
 
@@ -164,12 +167,26 @@ def daily_user_engagement() -> None:
             task_id="validate_events",
             upstream=extract_events.output,
             dataset="events",
-            expected_schema={"event_id": "integer", "user_id": "integer", "event_type": "string"},
+            expected_schema={
+                "event_id": "integer",
+                "user_id": "integer",
+                "event_type": "string",
+                "event_ts": "string",
+                "revenue": "float",
+            },
             quality_rules=[
                 {"column": "event_id", "rule": "unique"},
                 {"column": "user_id", "rule": "not_null"},
                 {"column": "event_type", "rule": "in_list", "values": EVENT_TYPES},
                 {"column": "revenue", "rule": "range", "min": 0},
+                {"column": "event_ts", "rule": "regex", "pattern": r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"},
+                {
+                    "name": "event_ts_within_interval",
+                    "column": "event_ts",
+                    "rule": "sql",
+                    "predicate": f"TRY_CAST(event_ts AS TIMESTAMP) >= TIMESTAMP '{INTERVAL_START}' "
+                    f"AND TRY_CAST(event_ts AS TIMESTAMP) < TIMESTAMP '{INTERVAL_END}'",
+                },
             ],
         ),
         ValidateOperator(

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_agent_provider.exceptions import AgentProviderError
+from airflow_agent_provider.exceptions import AgentProviderError, SourceError
 
 _NOT_TRANSIENT_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 _TRANSIENT_DB_WORDS = ("could not connect", "connection refused", "timeout", "timed out", "server closed")
+# An HTTP source that still gets these after its own retries: the service may recover by the task's retry.
+_TRANSIENT_HTTP = re.compile(r"^HTTP (5\d\d|429|408)\b")
 
 
 class StageFailed(AirflowFailException):
@@ -28,11 +31,13 @@ def is_transient(err: BaseException) -> bool:
         seen.add(id(current))
         if _transient_itself(current):
             return True
-        current = current.__cause__ or current.__context__
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
     return False
 
 
 def _transient_itself(err: BaseException) -> bool:
+    if isinstance(err, SourceError) and _TRANSIENT_HTTP.match(err.cause):
+        return True
     status = getattr(getattr(err, "response", None), "status_code", None)
     if isinstance(status, int):
         return status >= 500 or status == 429

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -11,6 +12,7 @@ from airflow_agent_provider.operators.errors import stage_errors
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection, Context
+    from sqlalchemy.engine import Engine
 
     from airflow_agent_provider.engines.extract import HttpEndpoint
 
@@ -65,11 +67,12 @@ class ExtractOperator(BaseOperator):
         from airflow_agent_provider.operators import _common
 
         scope = _common.run_scope(context)
-        with stage_errors(self.task_id):
+        engines = _Engines()
+        with stage_errors(self.task_id), engines:
             result = extract_sources(
                 parse_sources(self.sources),
                 dataset_uri=scope.uri_factory(self.staging_root),
-                sql_engine=_common.sql_engine,
+                sql_engine=engines,
                 http_endpoint=http_endpoint,
                 expected_row_count_min=self.expected_row_count_min,
                 max_workers=self.max_workers,
@@ -84,6 +87,29 @@ class ExtractOperator(BaseOperator):
             {name: ref.row_count for name, ref in result.datasets.items()},
         )
         return result.model_dump(mode="json")
+
+
+class _Engines:
+    """A SQLAlchemy engine per connection id, shared by the sources of one task and disposed after it."""
+
+    def __init__(self) -> None:
+        self._engines: dict[str, Engine] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, conn_id: str) -> Engine:
+        from airflow_agent_provider.operators._common import sql_engine
+
+        with self._lock:
+            if conn_id not in self._engines:
+                self._engines[conn_id] = sql_engine(conn_id)
+            return self._engines[conn_id]
+
+    def __enter__(self) -> _Engines:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for engine in self._engines.values():
+            engine.dispose()
 
 
 def http_endpoint(conn_id: str) -> HttpEndpoint:

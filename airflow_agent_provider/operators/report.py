@@ -67,7 +67,8 @@ class PipelineReportOperator(BaseOperator):
         ti, dag_run, dag = context["ti"], context["dag_run"], context["dag"]
         raw_states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
         states = merge_states(raw_states, dag.task_ids)
-        outcomes = [_outcome(context, task_id, states) for task_id in dag.task_ids if task_id != self.task_id]
+        order = pipeline_order({t.task_id: set(t.upstream_task_ids) for t in dag.tasks})
+        outcomes = [_outcome(context, task_id, states) for task_id in order if task_id != self.task_id]
         state = build_state(
             outcomes,
             pipeline_id=self.pipeline_id or ti.dag_id,
@@ -96,6 +97,18 @@ def _outcome(context: Context, task_id: str, states: Mapping[str, str]) -> TaskO
         values=[v for v in values if v is not None],
         decisions=[d for d in decisions if d is not None],
     )
+
+
+def pipeline_order(upstream: Mapping[str, set[str]]) -> list[str]:
+    """Task ids in run order: each after its upstream tasks, ties kept in declaration order."""
+    done: list[str] = []
+    pending = dict(upstream)
+    while pending:
+        ready = [t for t, ups in pending.items() if not (ups - set(done))] or [next(iter(pending))]
+        for task_id in ready:
+            done.append(task_id)
+            del pending[task_id]
+    return done
 
 
 def _stage_of(task: Any) -> str | None:
@@ -276,7 +289,7 @@ def format_table(state: PipelineState) -> list[str]:
 
 def write_document(path: str, document: Mapping[str, Any]) -> None:
     """Write the JSON document to a local path or, for a URI, through Airflow's ObjectStoragePath."""
-    text = json.dumps(document, indent=2, sort_keys=True)
+    text = json.dumps(document, indent=2)
     if "://" in path and not path.startswith("file://"):
         from airflow.sdk import ObjectStoragePath
 
