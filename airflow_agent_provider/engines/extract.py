@@ -114,16 +114,25 @@ def _run_all(sources: list[AnySource], context: _Context, max_workers: int) -> l
     """Run the sources in a thread pool; on the first failure stop the others and raise it."""
     with ThreadPoolExecutor(max_workers=min(max_workers, len(sources)), thread_name_prefix="extract") as pool:
         futures = [pool.submit(_run_one, source, context) for source in sources]
-        wait(futures, return_when=FIRST_EXCEPTION)
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+        except BaseException:  # the task is being killed: stop the readers before leaving
+            _stop(context, futures)
+            raise
         if any(_failure(f) for f in futures):
-            context.cancelled.set()
-            for future in futures:
-                future.cancel()
+            _stop(context, futures)
         wait(futures)
     failures = [error for error in map(_failure, futures) if error is not None]
     if failures:
         raise failures[0]
     return [future.result() for future in futures]
+
+
+def _stop(context: _Context, futures: list[Future[_Outcome]]) -> None:
+    """Tell running sources to stop at their next chunk; drop those not started yet."""
+    context.cancelled.set()
+    for future in futures:
+        future.cancel()
 
 
 def _failure(future: Future[_Outcome]) -> BaseException | None:

@@ -6,6 +6,7 @@ part files, checksums. The HTTP API is a stdlib ThreadingHTTPServer on 127.0.0.1
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import json
 import threading
@@ -289,6 +290,23 @@ class TestSqlSources:
 
         assert result.datasets["m"].row_count == 3
         assert [r["v"] for r in rows_of(result, "m", order_by="id")] == ["1.25", "NaN", None]
+
+    def test_postgres_error_in_the_middle_of_copy_is_the_database_error(self, staging_root: str, pg_url: str) -> None:
+        engine = sa.create_engine(pg_url)
+        source = {
+            "name": "ratio",
+            "type": "sql",
+            "conn_id": "pg",
+            "query": "SELECT g, 1 / (g - 5000) AS r FROM generate_series(1, 10000) g",
+            "chunk_size": 1000,
+        }
+
+        with pytest.raises(SourceError) as excinfo:
+            extract(staging_root, [source], sql_engine=lambda _c: engine)
+
+        assert raised(excinfo) == ("ratio", "query failed: division by zero")
+        with engine.connect() as conn:  # the pool hands out a healthy connection afterwards
+            assert conn.exec_driver_sql("SELECT 1").scalar() == 1
 
     def test_postgres_empty_result_keeps_typed_columns(self, staging_root: str, pg_url: str) -> None:
         engine = sa.create_engine(pg_url)
@@ -656,6 +674,14 @@ class TestFileSources:
         assert [r["id"] for r in rows] == [1, 2]
         assert [r["extra"] for r in rows] == [None, 1.5]
         assert rows[0]["who"] == {"n": "x"} and list(rows[0]["tags"]) == ["a"]
+
+    def test_json_lines_with_a_byte_order_mark(self, tmp_path: Path, staging_root: str) -> None:
+        path = tmp_path / "bom.jsonl"
+        path.write_bytes(codecs.BOM_UTF8 + b'{"id": 1, "city": "Z\xc3\xbcrich"}\n{"id": 2, "city": "Oslo"}\n')
+
+        result = extract(staging_root, [file_source(path)])
+
+        assert rows_of(result, "data", order_by="id") == [{"id": 1, "city": "Zürich"}, {"id": 2, "city": "Oslo"}]
 
     def test_object_store_uri_is_read_through_fsspec(self, staging_root: str) -> None:
         import fsspec

@@ -94,7 +94,7 @@ def _is_empty(source: FileSource, location: _Location) -> bool:
     if not exists:
         raise SourceError(source.name, f"file not found: {location.shown}")
     size = fs.size(location.inner) if fs is not None else os.path.getsize(location.inner)
-    return int(size or 0) == 0
+    return size == 0
 
 
 def _kind(source: FileSource) -> str:
@@ -108,22 +108,31 @@ def _native(source: FileSource) -> str | None:
     return _NATIVE_ENCODINGS[_kind(source)].get(codecs.lookup(source.encoding).name)
 
 
+def _json_bom(source: FileSource, location: _Location) -> bool:
+    """A JSON file that starts with a UTF-8 byte order mark (DuckDB's JSON reader rejects it)."""
+    if _kind(source) != "json" or location.is_glob:
+        return False
+    with location.open() as handle:
+        return bool(handle.read(3) == codecs.BOM_UTF8)
+
+
 @contextmanager
 def _utf8(source: FileSource, location: _Location) -> Iterator[_Location]:
     """The file as DuckDB can read it: as is, or transcoded to UTF-8 in a temporary folder."""
-    if _native(source) is not None:
+    bom = _native(source) == "utf-8" and _json_bom(source, location)
+    if _native(source) is not None and not bom:
         yield location
         return
     if location.is_glob:
         raise SourceError(source.name, f"encoding {source.encoding!r} needs one file, not a glob pattern")
     with tempfile.TemporaryDirectory(prefix="aap-transcode-") as folder:
         target = os.path.join(folder, f"{source.name}.{source.format}")
-        _transcode(source, location, target)
+        _transcode(source, location, target, "utf-8-sig" if bom else source.encoding)
         yield _Location(path=target, inner=target, shown=location.shown)
 
 
-def _transcode(source: FileSource, location: _Location, target: str) -> None:
-    decoder = codecs.getincrementaldecoder(source.encoding)("strict")
+def _transcode(source: FileSource, location: _Location, target: str, encoding: str) -> None:
+    decoder = codecs.getincrementaldecoder(encoding)("strict")
     line = 1
     with location.open() as src, open(target, "wb") as out:
         while block := src.read(1 << 20):
