@@ -26,10 +26,12 @@ def get_provider_info() -> dict:
                     "airflow_agent_provider.operators.transform",
                     "airflow_agent_provider.operators.load",
                     "airflow_agent_provider.operators.report",
+                    "airflow_agent_provider.operators.branch",
+                    "airflow_agent_provider.operators.remediate",
                 ],
             }
         ],
-        # TODO: add "notifications": ["airflow_agent_provider.notifiers.StageFailureNotifier"] once it lands.
+        "notifications": ["airflow_agent_provider.notifiers.StageFailureNotifier"],
         "config": {
             "agent_provider": {
                 "description": "Settings of the airflow-agent-provider operators.",

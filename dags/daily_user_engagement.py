@@ -19,6 +19,9 @@ Connections (``make demo`` sets them as environment variables):
 - ``AIRFLOW_CONN_AGENT_USERS_API='{"conn_type": "http", "host": "127.0.0.1", "port": 8765}'``
 - ``AIRFLOW_CONN_AGENT_WAREHOUSE='sqlite:////path/to/var/warehouse.db'``
 
+A task that fails for good (``abort`` included) alerts through ``StageFailureNotifier`` when the
+Variable ``agent_alert_webhook_conn_id`` names a Slack-compatible webhook connection.
+
 The campaigns file is ``<sample dir>/campaigns.csv``: the Airflow Variable ``agent_sample_dir``, else
 ``$AGENT_PROVIDER_HOME/var/sample`` (the repository's ``var/sample`` by default). The report JSON is
 written to the Variable ``agent_reports_dir``, else ``$AGENT_PROVIDER_HOME/var/reports``.
@@ -34,6 +37,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, dag, task
 
+from airflow_agent_provider.notifiers import StageFailureNotifier
 from airflow_agent_provider.operators import (
     ExtractOperator,
     LoadOperator,
@@ -44,6 +48,8 @@ from airflow_agent_provider.operators import (
 
 _HOME = Path(os.environ.get("AGENT_PROVIDER_HOME") or Path(__file__).resolve().parent.parent)
 SAMPLE_DIR = "{{ var.value.get('agent_sample_dir', '" + str(_HOME / "var" / "sample") + "') }}"
+# Alerts go to this Slack-compatible webhook connection when the Variable names one.
+ALERT_WEBHOOK_CONN_ID = "{{ var.value.get('agent_alert_webhook_conn_id', '') }}"
 REPORTS_DIR = "{{ var.value.get('agent_reports_dir', '" + str(_HOME / "var" / "reports") + "') }}"
 
 # The data interval as 'YYYY-MM-DD HH:MM:SS' (UTC), also on manual runs without a logical date
@@ -127,7 +133,11 @@ def abort(validations: list[dict[str, Any]]) -> None:
     start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
     catchup=False,
     max_active_runs=4,
-    default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
+    default_args={
+        "retries": 1,
+        "retry_delay": timedelta(seconds=30),
+        "on_failure_callback": StageFailureNotifier(webhook_conn_id=ALERT_WEBHOOK_CONN_ID),
+    },
     tags=["agent-etl", "reference", "engagement"],
     doc_md=__doc__,
 )

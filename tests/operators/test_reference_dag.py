@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import threading
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +87,32 @@ def reference_env(sample: Sample, monkeypatch: pytest.MonkeyPatch) -> Sample:
     return sample
 
 
+@pytest.fixture
+def alert_webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
+    """A loopback Slack-compatible webhook named by the DAG's alert Variable; yields the alerts received."""
+    received: list[dict[str, Any]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    conn = {"conn_type": "http", "host": f"http://127.0.0.1:{server.server_port}/hooks/alerts"}
+    monkeypatch.setenv("AIRFLOW_CONN_AGENT_ALERTS", json.dumps(conn))
+    monkeypatch.setenv("AIRFLOW_VAR_AGENT_ALERT_WEBHOOK_CONN_ID", "agent_alerts")
+    yield received
+    server.shutdown()
+    server.server_close()
+
+
 def _checksum(rows: list[Any]) -> str:
     return hashlib.sha256(repr(rows).encode()).hexdigest()
 
@@ -128,7 +156,9 @@ class TestDailyUserEngagement:
         day = (run.run_after.astimezone(timezone.utc) - timedelta(days=1)).date()
         assert sample.loaded_on(day) == sample.users_active_on(day, "recent") > 0
 
-    def test_a_bad_day_is_routed_to_abort_and_nothing_is_loaded(self, reference_env: Sample) -> None:
+    def test_a_bad_day_is_routed_to_abort_alerts_and_loads_nothing(
+        self, reference_env: Sample, alert_webhook: list[dict[str, Any]]
+    ) -> None:
         sample = reference_env
         run = run_dag(DAG_ID, (BAD_DAY + timedelta(days=1)).isoformat())
 
@@ -138,9 +168,15 @@ class TestDailyUserEngagement:
         assert (states["transform"], states["load"]) == ("skipped", "skipped")
         validation = xcom(run, "validate_events")
         assert validation["status"] == "fail"
-        assert {i["rule"] for i in validation["issues"]} == {"in_list(event_type)", "not_null(user_id)", "range(revenue)"}
+        assert {i["rule"] for i in validation["issues"]} == {
+            "in_list(event_type)",
+            "not_null(user_id)",
+            "range(revenue)",
+        }
         assert xcom(run, "route", key="decision")["route"] == "abort"
         report = xcom(run, "report")
         assert report["status"] == "failed"
         assert report["stages"]["validate_events"]["issues"] == len(validation["issues"])
         assert sample.loaded_on(BAD_DAY) == 0
+        assert len(alert_webhook) == 1
+        assert "abort" in alert_webhook[0]["text"]
