@@ -488,7 +488,7 @@ class TestHttpSources:
     def test_server_error_that_persists_fails_with_status_and_path_but_no_query(
         self, api: Api, staging_root: str
     ) -> None:
-        api.route("/down", Reply({"error": "maintenance"}, status=503))
+        api.route("/down", Reply({"error": "maintenance"}, status=500))
         source = {"name": "down", "endpoint": "/down", "params": {"api_key": "k-123-secret"}, "max_retries": 2}
 
         with pytest.raises(SourceError) as excinfo:
@@ -496,7 +496,7 @@ class TestHttpSources:
 
         name, cause = raised(excinfo)
         assert name == "down"
-        assert cause.startswith("HTTP 503 Service Unavailable from GET /down after 3 attempts")
+        assert cause.startswith("HTTP 500 Internal Server Error from GET /down after 3 attempts")
         assert "maintenance" in cause
         assert "k-123-secret" not in str(excinfo.value)
         assert len(api.calls_to("/down")) == 3

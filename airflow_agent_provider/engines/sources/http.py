@@ -4,6 +4,13 @@ Pages come through one ``requests.Session``. The records of each page are spoole
 to a temporary file, which is then staged like a JSON-lines file: DuckDB sniffs the types over
 every record (a field that only appears on page 40 is not lost, nested objects stay structs) and
 streams chunks to the staged dataset, so memory holds one page at a time.
+
+The URL is the connection's base URL joined with ``endpoint`` (an absolute ``endpoint`` is used as
+is). GET sends ``params`` as the query string, POST as a JSON body. Pagination styles: ``page``
+counts ``page_param`` up until an empty page; ``cursor`` sends the body's ``cursor_path`` value as
+``cursor_param`` until it is missing or a page is empty; ``next_link`` follows the body's
+``next_link_path`` (or the ``Link: rel="next"`` header), whose URL carries its own query. A request
+seen twice, or a page that repeats the previous one, is a pagination loop and fails the source.
 """
 
 from __future__ import annotations
