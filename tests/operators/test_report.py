@@ -1,0 +1,117 @@
+"""The pipeline-state document, built from what each task left behind (no Airflow run needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_agent_provider.contracts import DatasetRef, Issue, StageResult, Usage
+from airflow_agent_provider.operators.report import (
+    TaskOutcome,
+    build_state,
+    format_table,
+    merge_states,
+    pipeline_order,
+    write_document,
+)
+
+
+def _result(stage: str, status: str = "success", **fields: Any) -> dict[str, Any]:
+    return StageResult(stage=stage, status=status, **fields).model_dump(mode="json")  # type: ignore[arg-type]
+
+
+def _ref(rows: int) -> DatasetRef:
+    return DatasetRef(uri=f"/staging/{rows}", row_count=rows)
+
+
+class TestMergeStates:
+    def test_mapped_instances_merge_to_their_worst_state(self) -> None:
+        raw = {"extract_0": "success", "extract_1": "failed", "load": "upstream_failed", "extract_sql": "success"}
+        merged = merge_states(raw, ["extract", "extract_sql", "load", "report"])
+        assert merged == {"extract": "failed", "extract_sql": "success", "load": "upstream_failed"}
+
+
+class TestPipelineOrder:
+    def test_each_task_comes_after_its_upstream_ties_in_declaration_order(self) -> None:
+        upstream = {
+            "report": {"load", "abort"},
+            "load": {"route"},
+            "abort": {"route"},
+            "route": {"b", "a"},
+            "a": set(),
+            "b": set(),
+        }
+        assert pipeline_order(upstream) == ["a", "b", "route", "load", "abort", "report"]
+
+
+class TestBuildState:
+    def _outcomes(self) -> list[TaskOutcome]:
+        usage = Usage(model_calls=1, input_tokens=100, output_tokens=20, cost_usd=0.01)
+        issue = Issue(type="null_rate_exceeded", column="user_id", affected_rows=7, dataset="events")
+        return [
+            TaskOutcome("extract", "success", "extract", [_result("extract", datasets={"e": _ref(10), "u": _ref(5)})]),
+            TaskOutcome("validate", "success", "validate", [_result("validate", "fail", issues=[issue], usage=usage)]),
+            TaskOutcome(
+                "route", "success", None, [], [{"route": "quarantine", "usage": {"model_calls": 1, "cost_usd": 0.02}}]
+            ),
+            TaskOutcome("transform", "failed", "transform"),
+            TaskOutcome("load", "upstream_failed", "load"),
+        ]
+
+    def test_failed_and_skipped_stages_are_reported_from_their_task_state(self) -> None:
+        state = build_state(self._outcomes(), pipeline_id="p", dag_id="d", run_id="r")
+
+        assert state.status == "failed"
+        assert {t: s.status for t, s in state.stages.items()} == {
+            "extract": "success",
+            "validate": "fail",
+            "route": "success",
+            "transform": "failed",
+            "load": "upstream_failed",
+        }
+        assert state.stages["extract"].rows == 15
+        assert state.stages["validate"].top_issues == ["null_rate_exceeded on events.user_id: 7 rows"]
+        assert state.stages["route"].stage == "branch"
+        assert state.errors == [
+            "transform: task failed (status failed)",
+            "load: task upstream_failed (status upstream_failed)",
+        ]
+
+    def test_usage_sums_stage_results_and_decisions(self) -> None:
+        state = build_state(self._outcomes(), pipeline_id="p", dag_id="d", run_id="r")
+        assert (state.usage.model_calls, state.usage.cost_usd) == (2, 0.03)
+        assert [d.route for d in state.decisions] == ["quarantine"]
+
+    def test_a_clean_run_with_a_skipped_branch_is_a_success(self) -> None:
+        load = _result("load", metrics={"rows_loaded": 42})
+        outcomes = [
+            TaskOutcome("abort", "skipped"),
+            TaskOutcome("load", "success", "load", [load]),
+        ]
+        state = build_state(outcomes, pipeline_id="p", dag_id="d", run_id="r")
+
+        assert (state.status, state.rows_loaded) == ("success", 42)
+        assert state.stages["load"].output_bytes == len(json.dumps(load))
+        assert len(format_table(state)) == 4
+
+    @pytest.mark.parametrize(
+        ("outcome", "status"),
+        [
+            pytest.param(TaskOutcome("load", "skipped", "load"), "partial", id="load-skipped"),
+            pytest.param(
+                TaskOutcome("v", "success", "validate", [_result("validate", "fail")]), "partial", id="check-failed"
+            ),
+        ],
+    )
+    def test_a_run_that_loaded_nothing_or_found_issues_is_partial(self, outcome: TaskOutcome, status: str) -> None:
+        assert build_state([outcome], pipeline_id="p", dag_id="d", run_id="r").status == status
+
+
+class TestWriteDocument:
+    def test_writes_json_creating_folders(self, tmp_path: Path) -> None:
+        target = tmp_path / "reports" / "nested" / "run.json"
+        write_document(str(target), {"status": "success"})
+        assert json.loads(target.read_text()) == {"status": "success"}
