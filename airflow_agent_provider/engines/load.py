@@ -74,8 +74,11 @@ class LoadRequest:
         snapshot: bool,
         snapshot_name: str | None,
         batch_rows: int,
+        dialect: str,
     ) -> LoadRequest:
         table = TableName.parse(target_table, "target table")
+        if dialect == "sqlite" and table.schema not in (None, "main"):
+            raise ValueError(f"SQLite target {table} must be a plain table name (schemas are PostgreSQL only)")
         if strategy not in STRATEGIES:
             raise ValueError(f"load_strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
         if isinstance(upsert_key, str):
@@ -153,6 +156,7 @@ def load_dataset(
         snapshot=create_snapshot_before_load,
         snapshot_name=snapshot_name,
         batch_rows=batch_rows,
+        dialect=engine.dialect.name,
     )
     con = staging.connect()
     try:

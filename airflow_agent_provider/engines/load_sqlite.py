@@ -69,8 +69,7 @@ class SqliteWarehouse(Warehouse):
             self.raw.close()
 
     def resolve(self, table: TableName) -> TableName:
-        if table.schema not in (None, "main"):
-            raise ValueError(f"SQLite target {table} must be a plain table name (schemas are PostgreSQL only)")
+        """Always the ``main`` schema, so a TEMP table of the same name never shadows the target."""
         return TableName(table.name, "main")
 
     def columns(self, table: TableName) -> dict[str, str] | None:
