@@ -47,7 +47,7 @@ def _routing_dag(dag_id: str, **branch_kwargs: Any) -> DAG:
 
 
 claude_route = _routing_dag("claude_route")
-claude_route_budget = _routing_dag("claude_route_budget", max_cost_usd=0.0001)
+claude_route_budget = _routing_dag("claude_route_budget", max_cost_usd=0.5)
 claude_route_approval = _routing_dag(
     "claude_route_approval", require_approval=True, approval_timeout=timedelta(minutes=30)
 )

@@ -178,10 +178,10 @@ class TestRoutingRuns:
         logs = capfd.readouterr()
         task_log = logs.out + logs.err + "".join(p.read_text() for p in airflow_db.glob("logs/**/*") if p.is_file())
         assert "Claude (claude-sonnet-4-6) chose 'quarantine_rows'" in task_log  # the task log was captured
+        assert KEY not in task_log and KEY not in json.dumps([xcom(dag_run, "validate"), decision])
         sent = json.dumps([r.json for r in claude_conn.requests])
-        for secret in (KEY, SECRET_DSN, "hunter2"):
-            assert secret not in task_log and secret not in sent
-            assert secret not in json.dumps(decision) and secret not in json.dumps(xcom(dag_run, "validate"))
+        for secret in (KEY, SECRET_DSN, "hunter2"):  # the validation carried the DSN; the model never sees it
+            assert secret not in sent and secret not in json.dumps(decision)
 
     def test_a_retry_after_of_an_hour_takes_the_fallback_in_seconds(self, claude_conn: FakeClaude) -> None:
         claude_conn.add(Fault.rate_limited(retry_after=3600))
@@ -190,9 +190,7 @@ class TestRoutingRuns:
         assert xcom(dag_run, "route", "decision")["fallback_reason"].startswith("rate_limited: ")
         assert route_seconds(dag_run) < 5
 
-    def test_rows_that_say_route_to_load_cannot_move_the_route_outside_the_set(
-        self, claude_conn: FakeClaude
-    ) -> None:
+    def test_rows_that_say_route_to_load_cannot_move_the_route_outside_the_set(self, claude_conn: FakeClaude) -> None:
         claude_conn.add(answer("load"))  # as if the model had obeyed the rows
         dag_run = run_dag("claude_route", conf=conf(failing_validation(sample=[INJECTION] * 5)))
         assert routed_to(dag_run) == ["escalate"] and task_states(dag_run)["load"] == "skipped"
@@ -294,9 +292,7 @@ def proposing(claude_conn: FakeClaude) -> Iterator[FakeClaude]:
 @pytest.mark.airflow
 @pytest.mark.usefixtures("airflow_db")
 class TestApprovalRuns:
-    def test_a_person_picks_among_the_branches_with_claudes_proposal_preselected(
-        self, proposing: FakeClaude
-    ) -> None:
+    def test_a_person_picks_among_the_branches_with_claudes_proposal_preselected(self, proposing: FakeClaude) -> None:
         with Responder("claude_route_approval", answer="remediate_schema") as person:
             dag_run = run_dag("claude_route_approval", conf=conf())
         assert person.seen["options"] == sorted(BRANCHES) and person.seen["defaults"] == ["quarantine_rows"]
