@@ -26,7 +26,8 @@ def claude_hooks() -> None:
         writer = sql_writer(context["task"], context)
         totals = Transformation(name="totals", type="sql", description="Total amount per country.")
         sql = writer(totals, SCHEMAS)
-        return {"validation": diagnosed.to_xcom(), "sql": sql, "cache_hits": writer.cache_hits, "sql_usage": writer.usage.model_dump()}
+        usage = writer.usage.model_dump()
+        return {"validation": diagnosed.to_xcom(), "sql": sql, "cache_hits": writer.cache_hits, "sql_usage": usage}
 
     judge()
 

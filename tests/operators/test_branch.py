@@ -26,8 +26,8 @@ from tests.agents.support import (
     KEY,
     SECRET_DSN,
     claude_conn,
-    fake,
     failing_validation,
+    fake,
 )
 from tests.conftest import run_dag, task_states, xcom
 
@@ -238,12 +238,11 @@ class Responder:
             time.sleep(0.3)
 
     def _respond(self) -> bool:
-        from sqlalchemy import select
-        from sqlalchemy.orm import joinedload
-
         from airflow.models.taskinstance import TaskInstance as TI
         from airflow.utils.session import create_session
         from airflow.utils.state import TaskInstanceState
+        from sqlalchemy import select
+        from sqlalchemy.orm import joinedload
 
         with create_session() as session:
             query = select(TI).where(TI.dag_id == self.dag_id, TI.state == TaskInstanceState.AWAITING_INPUT)
