@@ -196,6 +196,7 @@ def connect(*, memory_limit: str | None = None, threads: int | None = None) -> d
     con.execute(f"SET memory_limit = {sql_literal(limit)}")
     con.execute(f"SET temp_directory = {sql_literal(tempfile.gettempdir() + '/agent_provider_duckdb')}")
     con.execute("SET preserve_insertion_order = false")
+    con.execute("SET enable_progress_bar = false")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     return con
@@ -218,8 +219,8 @@ _LOGICAL = (
 def logical_type(duckdb_type: str) -> str:
     """Map a DuckDB type name to the logical types of ``expected_schema``."""
     upper = duckdb_type.upper()
-    if upper.startswith("INTERVAL"):
-        return "string"
+    if upper.startswith(("INTERVAL", "STRUCT", "MAP", "UNION", "JSON")) or upper.endswith("]"):
+        return "string"  # nested and odd types are text to the rules and the warehouse
     for prefix, logical in _LOGICAL:
         if prefix in upper:
             return logical
