@@ -256,14 +256,15 @@ class _Caller:
             return
         hinted, left = retry_after(err), self.remaining()
         if hinted is not None and hinted > left:
-            raise self.error(reason, f"the server asked to retry after {hinted:.0f}s, beyond the {left:.0f}s left")
+            message = f"the server asked to retry after {hinted:.0f}s, beyond the {left:.0f}s left"
+            raise self.error(reason, message) from err
         if hinted is not None:
             wait = min(hinted, self.policy.max_retry_after_s)
         else:
             jitter = 1 - 0.25 * random.random()  # noqa: S311 - jitter, not cryptography
             wait = min(self.policy.backoff_s * 2**retries, self.policy.max_backoff_s) * jitter
         if wait >= left:
-            raise self.error(reason, f"no time left to retry ({left:.1f}s); last: {last}")
+            raise self.error(reason, f"no time left to retry ({left:.1f}s); last: {last}") from err
         log.warning("Claude (%s): %s; retrying in %.2fs", self.model, last, wait)
         time.sleep(wait)
 

@@ -49,12 +49,12 @@ class Claude:
 
     @cached_property
     def _extra(self) -> Mapping[str, Any]:
+        from airflow.sdk.exceptions import AirflowNotFoundException
+
         try:
             connection = self._hook.get_connection(self.conn_id)
-        except Exception as err:  # AirflowNotFoundException differs between SDK and core
-            if "not defined" in str(err) or type(err).__name__ == "AirflowNotFoundException":
-                raise ModelCallError("no_credentials", f"no Airflow connection {self.conn_id!r} is defined") from err
-            raise
+        except AirflowNotFoundException as err:
+            raise ModelCallError("no_credentials", f"no Airflow connection {self.conn_id!r} is defined") from err
         extra = dict(connection.extra_dejson or {})
         keyless = extra.get("workload_identity") or (extra.get("platform") or "anthropic") != "anthropic"
         if not connection.password and not keyless:

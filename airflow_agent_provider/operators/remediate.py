@@ -14,7 +14,7 @@ from airflow.sdk.exceptions import AirflowFailException
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_agent_provider.agents.remediation import RemediationOutcome
+    from airflow_agent_provider.agents.remediation import RemediationOutcome, RemediationTask
     from airflow_agent_provider.contracts import DatasetRef, StageResult
 
 ITERATIONS_KEY = "iterations"
@@ -134,7 +134,7 @@ class SchemaRemediationOperator(BaseOperator):
         )  # fmt: skip
         return result.model_dump(mode="json")
 
-    def _task(self, context: Context) -> Any:
+    def _task(self, context: Context) -> RemediationTask:
         from airflow_agent_provider.agents.fixes import check_allowed_actions
         from airflow_agent_provider.agents.remediation import RemediationTask
         from airflow_agent_provider.contracts import parse_quality_rules
