@@ -11,6 +11,7 @@ append), and checks the result. A failed check or any error rolls everything bac
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Callable, Sequence
@@ -187,21 +188,28 @@ class _LoadRun:
         try:
             self.wh.begin()
             metrics = self._load()
-            self.wh.end(commit=True)
+            self.wh.commit()
             return metrics
         except AgentProviderError:
-            self.wh.end(commit=False)
+            self._rollback()
             raise
         except Exception as err:
-            self.wh.end(commit=False)
+            self._rollback()
             raise LoadError(f"load into {self.request.table} failed and was rolled back: {err}") from err
+        finally:
+            self.wh.close()
+
+    def _rollback(self) -> None:
+        """Roll back; if even that fails the connection is gone, and the server drops the transaction."""
+        with contextlib.suppress(Exception):
+            self.wh.rollback()
 
     def _load(self) -> dict[str, Any]:
         wh, table = self.wh, self.wh.resolve(self.request.table)
         self.table = table
         wh.lock(table)
         existing = wh.columns(table)
-        self.columns = plan_columns(wh, self.staged, table, existing)
+        self.columns = plan_columns(wh, self.staged, self.request.table, existing)
         snapshot = self._snapshot(existing)
         added = self._prepare(existing)
         before = wh.count(table) if existing is not None else 0
@@ -212,7 +220,8 @@ class _LoadRun:
         validation = self._checks(before, after)
         failed = [name for name, ok in validation.items() if not ok]
         if failed:
-            raise LoadError(f"post-load check {', '.join(failed)} failed for {table}: {validation}; rolled back")
+            label = self.request.table
+            raise LoadError(f"post-load check {', '.join(failed)} failed for {label}: {validation}; rolled back")
         if self.stage:
             wh.drop_stage(self.stage)
         inserted = after - before + deleted
@@ -254,7 +263,7 @@ class _LoadRun:
         for col in added:
             self.wh.add_column(self.table, col.name, col.target)
         if self.request.strategy == "upsert":
-            _ensure_unique(self.wh, self.table, key)
+            _ensure_unique(self.wh, self.table, key, label=str(self.request.table))
         self.key_indexed = bool(key) and _has_unique(self.wh, self.table, key)
         return [c.name for c in added]
 
@@ -315,7 +324,7 @@ def _has_unique(wh: Warehouse, table: TableName, key: Sequence[str]) -> bool:
     return any(frozenset(wh.norm(c) for c in cols) == wanted for cols in wh.unique_keys(table))
 
 
-def _ensure_unique(wh: Warehouse, table: TableName, key: Sequence[str]) -> None:
+def _ensure_unique(wh: Warehouse, table: TableName, key: Sequence[str], *, label: str) -> None:
     """An upsert needs a unique index on its key: find one or create it (refusing duplicates)."""
     if _has_unique(wh, table, key):
         return
@@ -323,7 +332,7 @@ def _ensure_unique(wh: Warehouse, table: TableName, key: Sequence[str]) -> None:
     if found:
         example = ", ".join(str(v) for v in found[0][:-1])
         raise LoadError(
-            f"cannot upsert into {table} by ({', '.join(key)}): the table has no unique key on it and already "
+            f"cannot upsert into {label} by ({', '.join(key)}): the table has no unique key on it and already "
             f"holds {found[0][-1]} rows for ({example}); deduplicate it or choose another key"
         )
     digest = hashlib.sha256("|".join(key).encode()).hexdigest()[:8]

@@ -96,8 +96,14 @@ class Warehouse(ABC):
     def begin(self) -> None: ...
 
     @abstractmethod
-    def end(self, *, commit: bool) -> None:
-        """Commit or roll back, restore the connection's settings and give it back to the pool."""
+    def commit(self) -> None: ...
+
+    @abstractmethod
+    def rollback(self) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None:
+        """Restore the connection's settings and give it back to the pool."""
 
     @abstractmethod
     def resolve(self, table: TableName) -> TableName:

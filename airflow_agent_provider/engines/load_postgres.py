@@ -69,16 +69,16 @@ class PostgresWarehouse(Warehouse):
         self.dbapi.autocommit = False
         self.execute("SET LOCAL TIME ZONE 'UTC'")
 
-    def end(self, *, commit: bool) -> None:
-        try:
-            if commit:
-                self.dbapi.commit()
-            else:
-                self.dbapi.rollback()
-        finally:
-            self.cursor.close()
-            self.dbapi.autocommit = self._autocommit
-            self.raw.close()
+    def commit(self) -> None:
+        self.dbapi.commit()
+
+    def rollback(self) -> None:
+        self.dbapi.rollback()
+
+    def close(self) -> None:
+        self.cursor.close()
+        self.dbapi.autocommit = self._autocommit
+        self.raw.close()
 
     def resolve(self, table: TableName) -> TableName:
         schema = table.schema or self.scalar("SELECT current_schema()")
@@ -98,6 +98,8 @@ class PostgresWarehouse(Warehouse):
 
     def family(self, declared: str) -> str:
         lower = declared.lower()
+        if lower.endswith("]"):  # an array of anything
+            return "other"
         return next((logical for prefixes, logical in _FAMILIES if lower.startswith(prefixes)), "other")
 
     def ddl_type(self, logical: str) -> str:

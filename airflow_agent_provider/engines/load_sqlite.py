@@ -1,7 +1,9 @@
-"""The SQLite side of a load: one ``BEGIN IMMEDIATE`` transaction, ``executemany`` into a TEMP table.
+"""The SQLite side of a load: one ``BEGIN IMMEDIATE`` transaction (DDL included), rows written
+with ``executemany`` into a TEMP table (or straight into a new or replaced target).
 
 SQLite has no DATE, TIMESTAMP or BOOLEAN storage: dates and timestamps are kept as ISO text,
-booleans as 0/1 integers, and a float NaN is stored as NULL (SQLite turns NaN into NULL).
+booleans as 0/1 integers. Two float values cannot be kept: SQLite stores NaN as NULL, and -0.0
+reads back as 0.0 (whole REAL values are stored as integers).
 """
 
 from __future__ import annotations
@@ -59,14 +61,17 @@ class SqliteWarehouse(Warehouse):
         self.dbapi.isolation_level = None  # we issue BEGIN/COMMIT ourselves, DDL included
         self.execute("BEGIN IMMEDIATE")
 
-    def end(self, *, commit: bool) -> None:
-        try:
-            if self.dbapi.in_transaction:
-                self.execute("COMMIT" if commit else "ROLLBACK")
-        finally:
-            self.cursor.close()
-            self.dbapi.isolation_level = self._isolation
-            self.raw.close()
+    def commit(self) -> None:
+        self.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.dbapi.in_transaction:  # some errors end the transaction themselves
+            self.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self.cursor.close()
+        self.dbapi.isolation_level = self._isolation
+        self.raw.close()
 
     def resolve(self, table: TableName) -> TableName:
         """Always the ``main`` schema, so a TEMP table of the same name never shadows the target."""
@@ -129,5 +134,5 @@ def _python_values(column: pa.Array) -> list[Any]:
 
     kind = column.type
     if column.null_count == 0 and (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
-        return list(column.to_numpy(zero_copy_only=False).tolist())
-    return list(column.to_pylist())
+        return column.to_numpy(zero_copy_only=False).tolist()
+    return column.to_pylist()
