@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
@@ -66,7 +67,7 @@ class ExtractOperator(BaseOperator):
         from airflow_agent_provider.engines.extract import extract_sources
         from airflow_agent_provider.operators import _common
 
-        scope = _common.run_scope(context)
+        scope, started = _common.run_scope(context), datetime.now(timezone.utc)
         engines = _Engines()
         with stage_errors(self.task_id), engines:
             result = extract_sources(
@@ -78,7 +79,7 @@ class ExtractOperator(BaseOperator):
                 max_workers=self.max_workers,
                 log=_common.progress_logger(self.log, self.task_id),
             )
-        result.task_id = self.task_id
+        result.task_id, result.started_at = self.task_id, result.started_at or started
         self.log.info(
             "Extracted %s rows from %s source(s) in %.2fs: %s",
             result.metrics.get("total_rows"),

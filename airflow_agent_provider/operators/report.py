@@ -146,7 +146,10 @@ def build_state(
     run_id: str,
     started_at: datetime | None = None,
 ) -> PipelineState:
-    """The pipeline-state document of a run from what each task left behind."""
+    """The pipeline-state document of a run from what each task left behind.
+
+    ``started_at`` is the earliest stage start, else the given time (the DAG run's start).
+    """
     from airflow_agent_provider.contracts import PipelineState, Usage
 
     stages = {o.task_id: summarize(o) for o in outcomes}
@@ -158,7 +161,7 @@ def build_state(
         pipeline_id=pipeline_id,
         dag_id=dag_id,
         run_id=run_id,
-        started_at=started_at or (min(starts) if starts else None),
+        started_at=min(starts) if starts else started_at,
         finished_at=datetime.now(timezone.utc),
         status=_pipeline_status(outcomes, stages),
         stages=stages,
