@@ -52,6 +52,12 @@ with DAG(
             upstream=good.output,
             quality_rules=[{"column": "id", "rule": "no_such_rule"}],
         ),
+        ValidateOperator(
+            task_id="strict_validation",
+            upstream=good.output,
+            quality_rules=[{"column": "label", "rule": "in_list", "values": ["a"]}],
+            fail_task_on_failure=True,
+        ),
         TransformOperator(
             task_id="bad_sql",
             upstream=good.output,

@@ -89,12 +89,18 @@ class TestOperatorsInADag:
             "bad_sql",
             "unsafe_table",
         ]
-        assert task_states(run) == {"good": "success", "report": "success", **dict.fromkeys(failing, "failed")}
+        states = {"good": "success", "report": "success", "strict_validation": "failed"}
+        assert task_states(run) == {**states, **dict.fromkeys(failing, "failed")}
         for task_id in failing:
             assert xcom(run, task_id) is None
+        assert xcom(run, "strict_validation")["status"] == "fail"  # pushed before the task failed
         report = xcom(run, "report")
         assert report["status"] == "failed"
-        assert sorted(e.split(":")[0] for e in report["errors"]) == sorted(failing)
+        assert sorted(e.split(":")[0] for e in report["errors"]) == sorted([*failing, "strict_validation"])
         assert report["stages"]["missing_file"]["stage"] == "extract"
         assert report["stages"]["unsafe_table"]["status"] == "failed"
+        assert (report["stages"]["strict_validation"]["status"], report["stages"]["strict_validation"]["issues"]) == (
+            "fail",
+            1,
+        )
         assert warehouse_tables(connections.warehouse_db) == []
