@@ -542,6 +542,29 @@ class TestTargets:
             run(engine, "DROP SCHEMA IF EXISTS analytics CASCADE")
             engine.dispose()
 
+    def test_a_view_is_not_a_target(self, engine: sa.Engine, stage: Stage) -> None:
+        load_dataset(stage(daily([1], [10])), engine=engine, target_table="ued")
+        run(engine, "CREATE VIEW ued_view AS SELECT * FROM ued")
+        with pytest.raises(LoadError, match="not a table"):
+            load_dataset(stage(daily([2], [20])), engine=engine, target_table="ued_view")
+        assert len(rows(engine, "ued")) == 1
+
+    def test_postgresql_columns_outside_the_logical_types_are_a_conflict(self, pg_url: str, stage: Stage) -> None:
+        engine = sa.create_engine(pg_url)
+        run(engine, "CREATE TABLE doc (id BIGINT, body JSONB, tags INTEGER[])")
+        for column in ("body", "tags"):
+            with pytest.raises(SchemaConflict, match=f"column {column}: existing type"):
+                load_dataset(stage({"id": [1], column: ["[1]"]}), engine=engine, target_table="doc")
+        assert run(engine, "SELECT count(*) FROM doc") == [(0,)]
+        engine.dispose()
+
+    def test_naive_timestamps_go_into_a_timestamptz_column_as_utc(self, pg_url: str, stage: Stage) -> None:
+        engine = sa.create_engine(pg_url, connect_args={"options": "-c timezone=Asia/Tokyo"})
+        run(engine, "CREATE TABLE ev (id BIGINT, at TIMESTAMPTZ)")
+        load_dataset(stage({"id": [1], "at": [dt.datetime(2026, 11, 10, 12, 0)]}), engine=engine, target_table="ev")
+        assert run(engine, "SELECT at FROM ev") == [(dt.datetime(2026, 11, 10, 12, 0, tzinfo=dt.UTC),)]
+        engine.dispose()
+
     def test_sqlite_targets_take_no_schema(self, sqlite_url: str, stage: Stage) -> None:
         engine = sa.create_engine(sqlite_url)
         with pytest.raises(ValueError, match="plain table name"):
