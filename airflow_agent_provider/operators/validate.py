@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
+from airflow_agent_provider.exceptions import ValidationFailed
 from airflow_agent_provider.operators.errors import StageFailed, stage_errors
 
 if TYPE_CHECKING:
@@ -99,7 +100,8 @@ class ValidateOperator(BaseOperator):
         if self.fail_task_on_failure and not result.passed:
             context["ti"].xcom_push(key="return_value", value=output)
             summary = "; ".join(issue.summary() for issue in result.issues[:5])
-            raise StageFailed(f"{self.task_id}: validation of {name!r} failed: {summary}")
+            failure = ValidationFailed(f"validation of {name!r} failed: {summary}")
+            raise StageFailed(f"{self.task_id}: {failure}") from failure
         return output
 
     def _diagnose(self, result: StageResult, context: Context) -> StageResult:
