@@ -1,0 +1,140 @@
+"""Measure one contender in a fresh interpreter, so timings and peak RSS belong to that run alone.
+
+The parent calls :func:`spawn` with a spec (way, size, warehouse URL, target); the child
+(``python -m benchmarks child '<spec>'``) imports what the way needs *before* the clock starts
+(Airflow start-up and library imports are not what is measured), drops the target table, runs the
+way, reads its own high-water mark (``getrusage(RUSAGE_SELF).ru_maxrss``), then — outside the
+timing and after the RSS reading — checksums the warehouse table, and prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from benchmarks.workload import REPO
+
+PRELOAD = {
+    "pipeline": ["duckdb", "pyarrow.parquet", "pyarrow.dataset", "sqlalchemy", "psycopg2", "fsspec"],
+    "naive": ["pandas", "sqlalchemy", "psycopg2"],
+    "naive_multi": ["pandas", "sqlalchemy", "psycopg2"],
+    "limit": ["duckdb", "pyarrow.csv", "sqlalchemy", "psycopg2"],
+}
+ENGINE_MODULES = ["extract", "validate", "transform", "load", "load_sqlite", "load_postgres"]
+
+
+class Stopwatch:
+    """Wall-clock and process CPU seconds per named stage (``with clock("load"): ...``).
+
+    CPU time adds up every thread of this process (DuckDB's too), so on a loaded machine it shows the
+    work done where wall time shows the waiting; it does not include a database server's own CPU.
+    """
+
+    def __init__(self) -> None:
+        self.stages: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        started, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.stages[stage] = round(self.stages.get(stage, 0.0) + time.perf_counter() - started, 4)
+            self.cpu[stage] = round(self.cpu.get(stage, 0.0) + time.process_time() - cpu, 4)
+
+    @property
+    def total(self) -> float:
+        return round(sum(self.stages.values()), 4)
+
+    def summary(self) -> dict[str, Any]:
+        return {"seconds": self.total, "stages": self.stages, "cpu_seconds": round(sum(self.cpu.values()), 4),
+                "cpu_stages": self.cpu}  # fmt: skip
+
+
+def peak_rss_kib() -> int:
+    """This process's peak resident set size (Linux reports KiB)."""
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def current_rss_kib() -> int:
+    with open("/proc/self/statm") as handle:
+        pages = int(handle.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def spawn(spec: dict[str, Any], *, timeout: float = 3600) -> dict[str, Any]:
+    """Run one measurement in a fresh interpreter; an error comes back as ``{"error": ...}``."""
+    command = [sys.executable, "-m", "benchmarks", "child", json.dumps(spec)]
+    load = os.getloadavg()[0]
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=REPO, check=False)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f}s", "load_avg_1m": load}
+    lines = proc.stdout.strip().splitlines()
+    try:
+        result = json.loads(lines[-1]) if lines else {}
+    except json.JSONDecodeError:
+        result = {}
+    if proc.returncode != 0 or not result:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-6:]
+        result.setdefault("error", f"exit {proc.returncode}: " + " | ".join(tail))
+    result["load_avg_1m"] = load
+    return result
+
+
+def child_main(spec_text: str) -> int:
+    """The child side of :func:`spawn`: measure, print one JSON line, exit 0 (or 1 with an error)."""
+    spec = json.loads(spec_text)
+    scratch = Path(spec["scratch"])
+    try:
+        result = _measure(spec, scratch)
+        code = 0
+    except Exception as err:
+        result = {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()[-2000:]}
+        code = 1
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(json.dumps(result, default=str))
+    return code
+
+
+def _measure(spec: dict[str, Any], scratch: Path) -> dict[str, Any]:
+    from benchmarks import baselines, economy, pipeline, probes, warehouse, workload
+
+    if spec.get("probe") == "parallel":
+        return probes.parallel_extraction(scratch)
+    if spec.get("probe") == "agents":
+        return economy.measure(scratch, tuple(spec["failing_sizes"]))
+
+    for module in PRELOAD[spec["way"]]:
+        importlib.import_module(module)
+    if spec["way"] == "pipeline":
+        for module in ENGINE_MODULES:
+            importlib.import_module(f"airflow_agent_provider.engines.{module}")
+    work, target, url = workload.ensure(spec["size"]), workload.TARGETS[spec["target"]], spec["url"]
+    warehouse.drop_table(url, target.table)
+    scratch.mkdir(parents=True, exist_ok=True)
+    os.environ["AGENT_PROVIDER_STAGING_ROOT"] = str(scratch / "staging")
+    import_rss = current_rss_kib()
+    if spec["way"] == "pipeline":
+        result = pipeline.run_pipeline(work, url, target, str(scratch / "staging"))
+    elif spec["way"] == "limit":
+        result = baselines.duckdb_limit(work, url, target)
+    else:
+        result = baselines.naive_pandas(work, url, target, method="multi" if spec["way"] == "naive_multi" else None)
+    result |= {"peak_rss_kib": peak_rss_kib(), "import_rss_kib": import_rss}
+    if spec.get("checksum", True):
+        result["checksum"] = warehouse.table_checksum(url, target)
+    return result
