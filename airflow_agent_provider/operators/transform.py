@@ -12,7 +12,7 @@ from airflow_agent_provider.operators.errors import stage_errors
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_agent_provider.engines.transform import SqlWriter
+    from airflow_agent_provider.agents.sql import SqlWriter
 
 
 class TransformOperator(BaseOperator):
@@ -69,15 +69,19 @@ class TransformOperator(BaseOperator):
         scope = _common.run_scope(context)
         with stage_errors(self.task_id):
             inputs = _common.all_datasets(_common.upstream_results(self.upstream))
+            steps = parse_transformations(self.transformations)
+            writer = self._sql_writer(context) if any(s.description and not s.sql for s in steps) else None
             result = run_transformations(
                 inputs,
-                parse_transformations(self.transformations),
+                steps,
                 output_dataset=self.output_dataset,
                 output_uri=scope.dataset_uri(self.staging_root, self.output_dataset),
-                write_sql=self._sql_writer(context),
+                write_sql=writer,
                 log=_common.progress_logger(self.log, self.task_id),
             )
         result.task_id = self.task_id
+        if writer is not None:
+            result.usage = result.usage + writer.usage
         self.log.info(
             "Transformed %s input row(s) into %s row(s) of %s in %.2fs",
             result.metrics.get("rows_before"),
@@ -87,6 +91,8 @@ class TransformOperator(BaseOperator):
         )
         return result.model_dump(mode="json")
 
-    def _sql_writer(self, context: Context) -> SqlWriter | None:
-        """Hook point for SQL written by Claude from a description (filled by the agent layer)."""
-        return None
+    def _sql_writer(self, context: Context) -> SqlWriter:
+        """Claude's SQL writer for described steps: reviewed plans from ``plans_folder`` first."""
+        from airflow_agent_provider.operators._claude import sql_writer
+
+        return sql_writer(self, context)

@@ -105,5 +105,7 @@ class ValidateOperator(BaseOperator):
         return output
 
     def _diagnose(self, result: StageResult, context: Context) -> StageResult:
-        """Hook point for the Claude diagnosis (filled by the agent layer); returns the result unchanged."""
-        return result
+        """The result with Claude's diagnosis and recommendation (unchanged but for a warning without Claude)."""
+        from airflow_agent_provider.operators._claude import diagnose_result
+
+        return diagnose_result(self, result, context)
