@@ -222,7 +222,7 @@ def _stream(source: FileSource, sink: Sink, location: _Location, *, whole_file: 
 
 def _json_values(con: Any, source: FileSource, location: _Location) -> int:
     relation = _reader_sql(source, location, whole_file=False, records=False)
-    row = con.sql(f"SELECT count(*) FROM {relation}").fetchone()
+    row = con.execute(f"SELECT count(*) FROM {relation}").fetchone()
     return int(row[0]) if row else 0
 
 
