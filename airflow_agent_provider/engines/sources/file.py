@@ -270,7 +270,7 @@ def _csv_cause(source: FileSource, text: str, location: _Location) -> str | None
         return f"malformed CSV at line {line}: expected {columns.group(1)} columns, found {columns.group(2)}{shown}"
     if "unterminated quote" in text:
         return f"malformed CSV at line {line}: a quoted value is never closed{shown}"
-    reason = re.search(r"(Error when converting column .*|Could not convert .*)", text)
+    reason = re.search(r"(Error when converting column .*|Could not convert .*|Maximum line size .*)", text)
     return f"malformed CSV at line {line}: {reason.group(1) if reason else first_line(text)}{shown}"
 
 
