@@ -28,6 +28,7 @@ def get_provider_info() -> dict:
                     "airflow_agent_provider.operators.report",
                     "airflow_agent_provider.operators.branch",
                     "airflow_agent_provider.operators.remediate",
+                    "airflow_agent_provider.operators.quarantine",
                 ],
             }
         ],

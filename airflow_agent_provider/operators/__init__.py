@@ -26,6 +26,7 @@ _EXPORTS = {
     "StageFailed": "errors",
     "RemediationBranchOperator": "branch",
     "SchemaRemediationOperator": "remediate",
+    "QuarantineOperator": "quarantine",
 }
 
 __all__ = [
