@@ -9,6 +9,9 @@ AAP_ROOT=${AAP_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 export PATH="${VENV_BIN:-$AAP_ROOT/.venv/bin}:$PATH"   # `airflow` must be on PATH for its subprocesses
 
 export AIRFLOW_HOME=${AIRFLOW_HOME:-$AAP_ROOT/.airflow}
+# SQLite metadata by default; a CLI command (backfill create) waits up to 30 s for the scheduler's lock.
+# Point it at PostgreSQL for heavier use: postgresql+psycopg2://user@127.0.0.1:5432/airflow
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN:-sqlite:///$AIRFLOW_HOME/airflow.db?timeout=30}
 export AIRFLOW__CORE__DAGS_FOLDER=${AIRFLOW__CORE__DAGS_FOLDER:-$AAP_ROOT/dags}
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__EXECUTOR=${AIRFLOW__CORE__EXECUTOR:-LocalExecutor}
@@ -39,8 +42,17 @@ export AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL=${AIRFLOW__DAG_PROCESSO
 export AGENT_PROVIDER_HOME=${AGENT_PROVIDER_HOME:-$AAP_ROOT}
 export AGENT_PROVIDER_STAGING_ROOT=${AGENT_PROVIDER_STAGING_ROOT:-$AAP_ROOT/.staging}
 export AGENT_UI_VAR=${AGENT_UI_VAR:-$AAP_ROOT/var/ui}
+export AGENT_UI_SAMPLE_DAYS=${AGENT_UI_SAMPLE_DAYS:-45}   # sample events for the last N days and today
 export AIRFLOW_VAR_AGENT_SAMPLE_DIR=${AIRFLOW_VAR_AGENT_SAMPLE_DIR:-$AGENT_UI_VAR/sample}
 export AIRFLOW_VAR_AGENT_REPORTS_DIR=${AIRFLOW_VAR_AGENT_REPORTS_DIR:-$AGENT_UI_VAR/reports}
 export AIRFLOW_CONN_AGENT_SOURCES_DB=${AIRFLOW_CONN_AGENT_SOURCES_DB:-sqlite:///$AIRFLOW_VAR_AGENT_SAMPLE_DIR/events.db}
-export AIRFLOW_CONN_AGENT_WAREHOUSE=${AIRFLOW_CONN_AGENT_WAREHOUSE:-sqlite:///$AGENT_UI_VAR/warehouse.db}
+# SQLite has one writer: concurrent loads (backfills, parallel runs) wait up to 60 s for the lock.
+export AIRFLOW_CONN_AGENT_WAREHOUSE=${AIRFLOW_CONN_AGENT_WAREHOUSE:-sqlite:///$AGENT_UI_VAR/warehouse.db?timeout=60}
 # AIRFLOW_CONN_AGENT_USERS_API is set by ui.sh once the users API has its port.
+
+# Failure alerts (optional): a Slack-compatible incoming-webhook URL turns on the reference DAG's
+# StageFailureNotifier (it reads the connection id from the Variable agent_alert_webhook_conn_id).
+if [ -n "${AGENT_ALERT_WEBHOOK_URL:-}" ]; then
+  export AIRFLOW_CONN_AGENT_ALERTS_WEBHOOK="{\"conn_type\": \"http\", \"host\": \"$AGENT_ALERT_WEBHOOK_URL\"}"
+  export AIRFLOW_VAR_AGENT_ALERT_WEBHOOK_CONN_ID=${AIRFLOW_VAR_AGENT_ALERT_WEBHOOK_CONN_ID:-agent_alerts_webhook}
+fi

@@ -57,12 +57,12 @@ with open(path, "w") as fh:
 EOF
 }
 
-sample_data() {  # sources covering the last 45 days, so a run for "yesterday" always finds events
+sample_data() {  # sources for the last N days, so a run for "yesterday" (or a backfill) finds events
   local dir=$AIRFLOW_VAR_AGENT_SAMPLE_DIR start
-  start=$(date -u -d "45 days ago" +%F)
+  start=$(date -u -d "$AGENT_UI_SAMPLE_DAYS days ago" +%F)
   if [ "$(cat "$dir/.window" 2>/dev/null)" != "$start" ]; then
     say "sample sources in $dir ($start .. today)"
-    python scripts/sample_data.py --out "$dir" --start "$start" --days 46 >/dev/null
+    python scripts/sample_data.py --out "$dir" --start "$start" --days "$((AGENT_UI_SAMPLE_DAYS + 1))" >/dev/null
     echo "$start" >"$dir/.window"
   fi
 }
