@@ -41,7 +41,8 @@ def stage_table(
 def query(engine: sa.Engine, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[tuple[Any, ...]]:
     """Run one statement in its own transaction; the rows it returned (none for DDL/DML)."""
     with engine.begin() as conn:
-        result = conn.exec_driver_sql(sql, params if isinstance(params, Mapping) else tuple(params))
+        bound = params if isinstance(params, Mapping) else tuple(params)
+        result = conn.exec_driver_sql(sql, bound) if bound else conn.exec_driver_sql(sql)
         return [tuple(row) for row in result] if result.returns_rows else []
 
 
