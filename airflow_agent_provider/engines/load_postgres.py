@@ -77,7 +77,8 @@ class PostgresWarehouse(Warehouse):
 
     def close(self) -> None:
         self.cursor.close()
-        self.dbapi.autocommit = self._autocommit
+        if not self.dbapi.closed:  # a dropped connection has no settings to restore (and raises if touched)
+            self.dbapi.autocommit = self._autocommit
         self.raw.close()
 
     def resolve(self, table: TableName) -> TableName:
