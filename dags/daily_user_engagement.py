@@ -4,11 +4,31 @@ Each run covers one day (its data interval, midnight to midnight UTC):
 
 1. extract, in parallel: the day's ``events`` (SQL on ``agent_sources_db``), the ``users`` profiles
    (paginated JSON API on ``agent_users_api``) and the ``campaigns`` file (CSV);
-2. validate each dataset (schema and quality rules);
-3. ``route``: every validation passed -> ``transform``; otherwise -> ``abort``, which fails with the
-   issues so the run is marked failed and alerts fire;
+2. validate each dataset (schema and quality rules); a failed ``events`` validation gets Claude's
+   diagnosis and recommendation;
+3. ``route``: every validation passed -> ``transform``, with no model call. Otherwise Claude chooses
+   one of the declared routes:
+
+   - ``transform``: proceed, the issues are cosmetic or within tolerance;
+   - ``remediate_schema``: events columns renamed or mistyped -> Claude proposes a fix plan (renames
+     and casts only), the provider applies it and validates again, then ``transform``;
+   - ``quarantine``: bad event rows -> ``QuarantineOperator`` moves them (as they arrived) to the
+     ``events_quarantine`` table, keyed by ``event_id``, validates the clean rows again, then
+     ``transform`` (no model call);
+   - ``escalate``: a person must look first -> fails with Claude's rationale and the issues (no retry),
+     so the alert reaches on-call; nothing is loaded;
+   - ``abort``: the day is unusable -> fails with the issues and alerts; nothing is loaded.
+
+   **Fallback**: when Claude cannot answer (no credentials, rate limited, down, off-contract, budget
+   spent) the run takes ``quarantine``, the safest route that still delivers the day: clean rows go
+   on, bad rows are kept in ``events_quarantine`` (nothing is lost), and when quarantine cannot make
+   the data pass (duplicates, a broken users or campaigns file, ...) it fails and alerts instead of
+   loading dirty data. The decision record (XCom key ``decision``) says ``fallback_used: true`` and why.
 4. ``transform``: enrich events with users and campaigns, aggregate daily metrics per user, flag
-   anomalous users (events more than 3 standard deviations above that day's mean);
+   anomalous users (events more than 3 standard deviations above that day's mean). It runs after
+   whichever of ``route`` (proceed), ``remediate_schema`` or ``quarantine`` happened
+   (``none_failed_min_one_success``) and reads a remediated ``events`` dataset instead of the
+   extracted one;
 5. ``load``: upsert into ``user_engagement_daily`` keyed by ``(user_id, date)`` on ``agent_warehouse``
    (re-running a day gives the same table);
 6. ``report``: the pipeline-state document (runs whatever happened).
@@ -18,8 +38,10 @@ Connections (``make demo`` sets them as environment variables):
 - ``AIRFLOW_CONN_AGENT_SOURCES_DB='sqlite:////path/to/var/sample/events.db'``
 - ``AIRFLOW_CONN_AGENT_USERS_API='{"conn_type": "http", "host": "127.0.0.1", "port": 8765}'``
 - ``AIRFLOW_CONN_AGENT_WAREHOUSE='sqlite:////path/to/var/warehouse.db'``
+- ``AIRFLOW_CONN_ANTHROPIC_DEFAULT='{"conn_type": "anthropic", "password": "<key>"}'`` (optional: only a
+  failed validation asks Claude; ``make demo`` points it at FakeClaude, an offline stand-in)
 
-A task that fails for good (``abort`` included) alerts through ``StageFailureNotifier`` when the
+A task that fails for good (``abort`` and ``escalate`` included) alerts through ``StageFailureNotifier`` when the
 Variable ``agent_alert_webhook_conn_id`` names a Slack-compatible webhook connection.
 
 The campaigns file is ``<sample dir>/campaigns.csv``: the Airflow Variable ``agent_sample_dir``, else
@@ -42,6 +64,9 @@ from airflow_agent_provider.operators import (
     ExtractOperator,
     LoadOperator,
     PipelineReportOperator,
+    QuarantineOperator,
+    RemediationBranchOperator,
+    SchemaRemediationOperator,
     TransformOperator,
     ValidateOperator,
 )
@@ -67,6 +92,41 @@ ORDER BY event_id
 """
 
 EVENT_TYPES = ["page_view", "click", "add_to_cart", "purchase"]
+EVENTS_SCHEMA = {
+    "event_id": "integer",
+    "user_id": "integer",
+    "event_type": "string",
+    "event_ts": "string",
+    "revenue": "float",
+}
+EVENTS_RULES: list[dict[str, Any]] = [
+    {"column": "event_id", "rule": "unique"},
+    {"column": "user_id", "rule": "not_null"},
+    {"column": "event_type", "rule": "in_list", "values": EVENT_TYPES},
+    {"column": "revenue", "rule": "range", "min": 0},
+    {"column": "event_ts", "rule": "regex", "pattern": r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"},
+    {
+        "name": "event_ts_within_interval",
+        "column": "event_ts",
+        "rule": "sql",
+        "predicate": f"TRY_CAST(event_ts AS TIMESTAMP) >= TIMESTAMP '{INTERVAL_START}' "
+        f"AND TRY_CAST(event_ts AS TIMESTAMP) < TIMESTAMP '{INTERVAL_END}'",
+    },
+]
+
+# The routes Claude may choose when a validation failed (it sees these descriptions, sorted by id).
+ROUTES = {
+    "transform": "Proceed: the issues are cosmetic or within tolerance (a handful of rows that do not change "
+    "the daily metrics); transform and load the data as extracted.",
+    "remediate_schema": "Event columns are renamed or mistyped (schema mismatch, an expected column missing): "
+    "propose renames/casts, apply them, validate again, then transform.",
+    "quarantine": "A minority of event rows break row rules (null user ids, unknown event types, negative or "
+    "malformed values): move those rows to the events_quarantine table and continue with the clean rows.",
+    "escalate": "Unexplained, suspicious or widespread problems (most rows bad, duplicated ids, users or "
+    "campaigns broken): stop and let a person look before anything is loaded.",
+    "abort": "The day's data is unusable (empty, the wrong day, a source obviously broken): stop the run with "
+    "an alert and load nothing.",
+}
 
 ENRICHED_SQL = """
 SELECT e.event_id, e.user_id, e.event_type, CAST(e.event_ts AS TIMESTAMP) AS event_ts,
@@ -103,20 +163,6 @@ WINDOW day AS (PARTITION BY date)
 """
 
 
-@task.branch(task_id="route")
-def route(validations: list[dict[str, Any]], ti: Any = None) -> str:
-    """Proceed to ``transform`` when every validation passed, else ``abort``; the decision goes to XCom."""
-    from airflow_agent_provider.contracts import RouteDecision, StageResult
-
-    failed = [r for r in map(StageResult.from_xcom, validations) if not r.passed]
-    rationale = "; ".join(f"{r.task_id}: {len(r.issues)} issue(s)" for r in failed) or "every validation passed"
-    decision = RouteDecision(
-        route="abort" if failed else "transform", rationale=rationale, confidence=1.0, options=["abort", "transform"]
-    )
-    ti.xcom_push(key="decision", value=decision.model_dump(mode="json"))
-    return decision.route
-
-
 @task(task_id="abort")
 def abort(validations: list[dict[str, Any]]) -> None:
     """Stop the run: fail with the validation issues (no retry), so the run is failed and alerts fire."""
@@ -125,6 +171,23 @@ def abort(validations: list[dict[str, Any]]) -> None:
 
     issues = [i.summary() for r in map(StageResult.from_xcom, validations) for i in r.issues]
     raise StageFailed(f"aborted: {len(issues)} validation issue(s): {'; '.join(issues[:10])}")
+
+
+@task(task_id="escalate")
+def escalate(validations: list[dict[str, Any]], decision: dict[str, Any] | None) -> None:
+    """Hand the run to a person: fail with the route's rationale and the issues (no retry), so the alert fires.
+
+    (For an approval in the Airflow UI instead, give ``route`` ``require_approval=True``.)
+    """
+    from airflow_agent_provider.contracts import RouteDecision, StageResult
+    from airflow_agent_provider.operators import StageFailed
+
+    issues = [i.summary() for r in map(StageResult.from_xcom, validations) for i in r.issues]
+    why = RouteDecision.model_validate(decision).rationale if decision else ""
+    raise StageFailed(
+        f"escalated to a person, nothing loaded: {why or 'no rationale recorded'} | "
+        f"{len(issues)} validation issue(s): {'; '.join(issues[:10])}"
+    )
 
 
 @dag(
@@ -172,33 +235,16 @@ def daily_user_engagement() -> None:
         sources=[{"name": "campaigns", "type": "file", "path": SAMPLE_DIR + "/campaigns.csv"}],
     )
 
+    validate_events = ValidateOperator(
+        task_id="validate_events",
+        upstream=extract_events.output,
+        dataset="events",
+        expected_schema=EVENTS_SCHEMA,
+        quality_rules=EVENTS_RULES,
+        diagnose=True,
+    )
     validations = [
-        ValidateOperator(
-            task_id="validate_events",
-            upstream=extract_events.output,
-            dataset="events",
-            expected_schema={
-                "event_id": "integer",
-                "user_id": "integer",
-                "event_type": "string",
-                "event_ts": "string",
-                "revenue": "float",
-            },
-            quality_rules=[
-                {"column": "event_id", "rule": "unique"},
-                {"column": "user_id", "rule": "not_null"},
-                {"column": "event_type", "rule": "in_list", "values": EVENT_TYPES},
-                {"column": "revenue", "rule": "range", "min": 0},
-                {"column": "event_ts", "rule": "regex", "pattern": r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"},
-                {
-                    "name": "event_ts_within_interval",
-                    "column": "event_ts",
-                    "rule": "sql",
-                    "predicate": f"TRY_CAST(event_ts AS TIMESTAMP) >= TIMESTAMP '{INTERVAL_START}' "
-                    f"AND TRY_CAST(event_ts AS TIMESTAMP) < TIMESTAMP '{INTERVAL_END}'",
-                },
-            ],
-        ),
+        validate_events,
         ValidateOperator(
             task_id="validate_users",
             upstream=extract_users.output,
@@ -220,15 +266,53 @@ def daily_user_engagement() -> None:
     ]
     outputs = [v.output for v in validations]
 
+    route = RemediationBranchOperator(
+        task_id="route",
+        validation=outputs,
+        branches=ROUTES,
+        on_pass="transform",
+        fallback="quarantine",
+        max_cost_usd=0.50,
+        timeout_s=60,
+    )
+    remediate_schema = SchemaRemediationOperator(
+        task_id="remediate_schema",
+        validation=validate_events.output,
+        dataset="events",
+        expected_schema=EVENTS_SCHEMA,
+        quality_rules=EVENTS_RULES,
+        max_iterations=3,
+        allowed_actions=["rename_column", "cast_column"],
+        max_cost_usd=1.00,
+        timeout_s=60,
+    )
+    quarantine = QuarantineOperator(
+        task_id="quarantine",
+        validation=outputs,
+        dataset="events",
+        expected_schema=EVENTS_SCHEMA,
+        quality_rules=EVENTS_RULES,
+        quarantine_conn_id="agent_warehouse",
+        quarantine_table="events_quarantine",
+        quarantine_key=["event_id"],
+    )
     transform = TransformOperator(
         task_id="transform",
-        upstream=[extract_events.output, extract_users.output, extract_campaigns.output],
+        # later results win on a name: a remediated or quarantined ``events`` replaces the extracted one
+        upstream=[
+            extract_events.output,
+            extract_users.output,
+            extract_campaigns.output,
+            remediate_schema.output,
+            quarantine.output,
+        ],
         transformations=[
             {"name": "enriched", "type": "sql", "sql": ENRICHED_SQL},
             {"name": "daily", "type": "sql", "sql": DAILY_SQL},
             {"name": "flagged", "type": "sql", "sql": FLAGGED_SQL},
         ],
         output_dataset="user_engagement_daily",
+        trigger_rule="none_failed_min_one_success",
     )
     load = LoadOperator(
         task_id="load",
@@ -244,8 +328,9 @@ def daily_user_engagement() -> None:
     )
 
     stop = abort(outputs)
-    route(outputs) >> [transform, stop]
-    [load, stop] >> report
+    hand_over = escalate(outputs, route.output["decision"])
+    route >> [transform, remediate_schema, quarantine, hand_over, stop]
+    [load, stop, hand_over] >> report
 
 
 daily_user_engagement()

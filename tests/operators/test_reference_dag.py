@@ -1,4 +1,9 @@
-"""The reference DAG end to end on generated sample data: a day, its re-run, a dateless run, a bad day."""
+"""The reference DAG end to end on generated sample data, Claude played by FakeClaude.
+
+Six real runs: a healthy day and its re-run (no model call, though Claude is reachable), a run without
+a logical date, a bad day Claude routes to ``quarantine`` and its re-run without Claude (the fallback,
+also ``quarantine``), and a bad day Claude escalates to a person.
+"""
 
 from __future__ import annotations
 
@@ -14,29 +19,48 @@ from typing import Any
 
 import pytest
 
+from airflow_agent_provider.testing import FakeClaude, Reply
 from scripts.demo_http_server import serve
 from scripts.sample_data import generate
+from tests.agents.support import claude_conn, fake
 from tests.conftest import run_dag, task_states, xcom
+
+__all__ = ["claude_conn", "fake"]
 
 pytestmark = [pytest.mark.airflow, pytest.mark.usefixtures("airflow_db")]
 
 DAG_ID = "daily_user_engagement"
 BAD_DAY = date(2026, 11, 12)
+ROUTES = ["abort", "escalate", "quarantine", "remediate_schema", "transform"]
+SKIPPED_REMEDIATION = dict.fromkeys(["remediate_schema", "quarantine", "escalate", "abort"], "skipped")
 HAPPY = {
     **dict.fromkeys(["extract_events", "extract_users", "extract_campaigns"], "success"),
     **dict.fromkeys(["validate_events", "validate_users", "validate_campaigns"], "success"),
     **dict.fromkeys(["route", "transform", "load", "report"], "success"),
-    "abort": "skipped",
+    **SKIPPED_REMEDIATION,
 }
+QUARANTINED = {**HAPPY, "quarantine": "success"}
+# the rows the sample's bad day breaks (sample_data.day_events): what quarantine must take, no more
+BROKEN = (
+    "(user_id IS NULL OR event_type NOT IN ('page_view', 'click', 'add_to_cart', 'purchase') "
+    "OR coalesce(revenue, 0) < 0)"
+)
+DIAGNOSIS = {
+    "summary": "About 6% of the day's events break three row rules.",
+    "likely_cause": "A client release sending a new event type and dropping user ids.",
+    "recommendation": "Quarantine the broken rows and load the rest.",
+    "severity": "medium",
+}
+QUARANTINE_ROUTE = {"route": "quarantine", "rationale": "Bad rows are a small minority; keep them.", "confidence": 0.9}
 
 
 class Sample:
-    """Generated sources and the warehouse of one test module."""
+    """Generated sources of the test module, and the warehouse and reports folder of one test."""
 
-    def __init__(self, root: Path, port: int) -> None:
+    def __init__(self, root: Path, port: int, work: Path | None = None) -> None:
         self.root, self.port = root, port
-        self.warehouse = root / "warehouse.db"
-        self.reports = root / "reports"
+        self.warehouse = (work or root) / "warehouse.db"
+        self.reports = (work or root) / "reports"
 
     def events_db(self, name: str) -> Path:
         return self.root / name / "events.db"
@@ -56,10 +80,14 @@ class Sample:
                 con.execute("SELECT count(*) FROM user_engagement_daily WHERE date = ?", (str(day),)).fetchone()[0]
             )
 
-    def users_active_on(self, day: date, sample: str = "fixed") -> int:
+    def source(self, sql: str, day: date, sample: str = "fixed") -> list[Any]:
+        """Rows of a query over the source events of ``day`` (``{day}`` in ``sql`` is the day's filter)."""
         with sqlite3.connect(self.events_db(sample)) as con:
-            query = "SELECT count(DISTINCT user_id) FROM events WHERE user_id IS NOT NULL AND event_ts LIKE ?"
-            return int(con.execute(query, (f"{day.isoformat()}%",)).fetchone()[0])
+            return con.execute(sql.format(day="event_ts LIKE ?"), (f"{day.isoformat()}%",)).fetchall()
+
+    def users_active_on(self, day: date, sample: str = "fixed") -> int:
+        query = "SELECT count(DISTINCT user_id) FROM events WHERE user_id IS NOT NULL AND {day}"
+        return int(self.source(query, day, sample)[0][0])
 
 
 @pytest.fixture(scope="module")
@@ -76,15 +104,16 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sample]:
 
 
 @pytest.fixture
-def reference_env(sample: Sample, monkeypatch: pytest.MonkeyPatch) -> Sample:
-    """Connections and variables of the reference DAG, pointing at the fixed-dates sample."""
+def reference_env(sample: Sample, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Sample:
+    """Connections and variables of the reference DAG: the fixed-dates sample, this test's own warehouse."""
+    env = Sample(sample.root, sample.port, tmp_path)
     api = {"conn_type": "http", "host": "127.0.0.1", "port": sample.port}
     monkeypatch.setenv("AIRFLOW_CONN_AGENT_SOURCES_DB", f"sqlite:///{sample.events_db('fixed')}")
     monkeypatch.setenv("AIRFLOW_CONN_AGENT_USERS_API", json.dumps(api))
-    monkeypatch.setenv("AIRFLOW_CONN_AGENT_WAREHOUSE", f"sqlite:///{sample.warehouse}")
+    monkeypatch.setenv("AIRFLOW_CONN_AGENT_WAREHOUSE", f"sqlite:///{env.warehouse}")
     monkeypatch.setenv("AIRFLOW_VAR_AGENT_SAMPLE_DIR", str(sample.root / "fixed"))
-    monkeypatch.setenv("AIRFLOW_VAR_AGENT_REPORTS_DIR", str(sample.reports))
-    return sample
+    monkeypatch.setenv("AIRFLOW_VAR_AGENT_REPORTS_DIR", str(env.reports))
+    return env
 
 
 @pytest.fixture
@@ -117,15 +146,28 @@ def _checksum(rows: list[Any]) -> str:
     return hashlib.sha256(repr(rows).encode()).hexdigest()
 
 
+def _titles(claude: FakeClaude) -> list[str]:
+    return [r.json["output_config"]["format"]["schema"]["title"] for r in claude.messages_requests]
+
+
+def _bad_day_run() -> Any:
+    return run_dag(DAG_ID, (BAD_DAY + timedelta(days=1)).isoformat())
+
+
 class TestDailyUserEngagement:
-    def test_a_day_loads_once_and_a_rerun_leaves_the_warehouse_identical(self, reference_env: Sample) -> None:
+    def test_a_healthy_day_asks_claude_nothing_and_a_rerun_leaves_the_warehouse_identical(
+        self, reference_env: Sample, claude_conn: FakeClaude
+    ) -> None:
         sample = reference_env
         run = run_dag(DAG_ID, "2026-11-10")
 
         assert task_states(run) == HAPPY
+        assert claude_conn.messages_requests == []
         expected_users = sample.users_active_on(date(2026, 11, 9))
         assert xcom(run, "load")["metrics"]["rows_loaded"] == expected_users
-        assert xcom(run, "route", key="decision")["route"] == "transform"
+        decision = xcom(run, "route", key="decision")
+        assert (decision["route"], decision["fallback_used"], decision["model"]) == ("transform", False, None)
+        assert decision["options"] == ROUTES and decision["usage"] == {}
         first = sample.warehouse_rows()
         assert {row[1] for row in first} == {"2026-11-09"}
         assert len(first) == expected_users
@@ -143,6 +185,7 @@ class TestDailyUserEngagement:
 
         assert task_states(again) == HAPPY
         assert _checksum(sample.warehouse_rows()) == _checksum(first)
+        assert claude_conn.messages_requests == []
 
     def test_a_manual_run_without_a_logical_date_loads_the_day_before(
         self, reference_env: Sample, monkeypatch: pytest.MonkeyPatch
@@ -156,16 +199,67 @@ class TestDailyUserEngagement:
         day = (run.run_after.astimezone(timezone.utc) - timedelta(days=1)).date()
         assert sample.loaded_on(day) == sample.users_active_on(day, "recent") > 0
 
-    def test_a_bad_day_is_routed_to_abort_alerts_and_loads_nothing(
-        self, reference_env: Sample, alert_webhook: list[dict[str, Any]]
+    def test_a_bad_day_is_quarantined_on_claudes_route_and_again_on_the_fallback_without_claude(
+        self, reference_env: Sample, claude_conn: FakeClaude, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         sample = reference_env
-        run = run_dag(DAG_ID, (BAD_DAY + timedelta(days=1)).isoformat())
+        claude_conn.add(Reply.json(DIAGNOSIS), match={"schema_title": "Diagnosis"})
+        claude_conn.add(Reply.json(QUARANTINE_ROUTE), match={"schema_title": "RouteDecision"})
+        broken = sample.source(f"SELECT event_id FROM events WHERE {{day}} AND {BROKEN} ORDER BY 1", BAD_DAY)
+        [(clean_users,)] = sample.source(
+            f"SELECT count(DISTINCT user_id) FROM events WHERE {{day}} AND NOT {BROKEN}", BAD_DAY
+        )
+        run = _bad_day_run()
+
+        assert task_states(run) == QUARANTINED
+        assert _titles(claude_conn) == ["Diagnosis", "RouteDecision"]
+        assert xcom(run, "validate_events")["diagnosis"] == DIAGNOSIS
+        decision = xcom(run, "route", key="decision")
+        assert (decision["route"], decision["rationale"], decision["fallback_used"]) == (
+            "quarantine",
+            QUARANTINE_ROUTE["rationale"],
+            False,
+        )
+        assert decision["model"] == "claude-sonnet-4-6" and decision["usage"]["model_calls"] == 1
+        metrics = xcom(run, "quarantine")["metrics"]
+        assert (metrics["rows_quarantined"], metrics["quarantine_rows_loaded"]) == (len(broken), len(broken))
+        assert sample.warehouse_rows("SELECT event_id FROM events_quarantine ORDER BY 1") == broken
+        assert sample.loaded_on(BAD_DAY) == clean_users > 0
+        report = xcom(run, "report")
+        assert (report["status"], report["rows_loaded"]) == ("partial", clean_users)
+        assert report["usage"]["model_calls"] == 2 and report["usage"]["cost_usd"] > 0
+        assert report["decisions"] == [decision]
+        loaded = _checksum(sample.warehouse_rows())
+        quarantined = _checksum(sample.warehouse_rows("SELECT * FROM events_quarantine ORDER BY event_id"))
+
+        monkeypatch.delenv("AIRFLOW_CONN_ANTHROPIC_DEFAULT")
+        again = _bad_day_run()
+
+        assert task_states(again) == QUARANTINED
+        assert len(claude_conn.messages_requests) == 2
+        fallback = xcom(again, "route", key="decision")
+        assert (fallback["route"], fallback["fallback_used"]) == ("quarantine", True)
+        assert fallback["fallback_reason"].startswith("no_credentials: ")
+        assert any(
+            w.startswith("diagnosis unavailable (no_credentials)") for w in xcom(again, "validate_events")["warnings"]
+        )
+        assert _checksum(sample.warehouse_rows()) == loaded
+        assert _checksum(sample.warehouse_rows("SELECT * FROM events_quarantine ORDER BY event_id")) == quarantined
+
+    def test_a_bad_day_claude_escalates_alerts_and_loads_nothing(
+        self, reference_env: Sample, claude_conn: FakeClaude, alert_webhook: list[dict[str, Any]]
+    ) -> None:
+        sample = reference_env
+        why = "A new event type appeared overnight; someone should confirm it before loading."
+        claude_conn.add(
+            Reply.json({"route": "escalate", "rationale": why, "confidence": 0.7}),
+            match={"schema_title": "RouteDecision"},
+        )
+        run = _bad_day_run()
 
         states = task_states(run)
-        assert states["validate_events"] == "success"
-        assert (states["route"], states["abort"], states["report"]) == ("success", "failed", "success")
-        assert (states["transform"], states["load"]) == ("skipped", "skipped")
+        assert (states["route"], states["escalate"], states["report"]) == ("success", "failed", "success")
+        assert {states[t] for t in ("remediate_schema", "quarantine", "abort", "transform", "load")} == {"skipped"}
         validation = xcom(run, "validate_events")
         assert validation["status"] == "fail"
         assert {i["rule"] for i in validation["issues"]} == {
@@ -173,10 +267,10 @@ class TestDailyUserEngagement:
             "not_null(user_id)",
             "range(revenue)",
         }
-        assert xcom(run, "route", key="decision")["route"] == "abort"
+        assert xcom(run, "route", key="decision")["route"] == "escalate"
         report = xcom(run, "report")
-        assert report["status"] == "failed"
+        assert report["status"] == "failed" and report["rows_loaded"] == 0
         assert report["stages"]["validate_events"]["issues"] == len(validation["issues"])
         assert sample.loaded_on(BAD_DAY) == 0
         assert len(alert_webhook) == 1
-        assert "abort" in alert_webhook[0]["text"]
+        assert "escalate" in alert_webhook[0]["text"] and why in alert_webhook[0]["text"]
