@@ -51,7 +51,7 @@ def faults_dag_run(airflow_db: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     def run(dag_id: str, logical_date: str = "2026-11-10", conf: dict[str, Any] | None = None) -> Any:
         from airflow.dag_processing.dagbag import DagBag
 
-        bag = DagBag(dag_folder=str(FAULT_DAGS), include_examples=False)
+        bag = DagBag(dag_folder=str(FAULT_DAGS))
         dag = bag.get_dag(dag_id)
         assert dag is not None, f"{dag_id} not found in {FAULT_DAGS}: {bag.import_errors}"
         return dag.test(logical_date=pendulum.parse(logical_date).in_tz("UTC"), run_conf=conf)
