@@ -13,6 +13,19 @@ from urllib.parse import quote
 from tests.process._procs import ROOT, wait_until
 
 REFERENCE_DAG = "daily_user_engagement"
+# The tasks a healthy day of the reference DAG runs; every other task (the remediation routes) is skipped.
+HAPPY_PATH = {
+    "extract_events",
+    "extract_users",
+    "extract_campaigns",
+    "validate_events",
+    "validate_users",
+    "validate_campaigns",
+    "route",
+    "transform",
+    "load",
+    "report",
+}
 FINAL_RUN_STATES = ("success", "failed")
 LOCAL_BUNDLE = "airflow.dag_processing.bundles.local.LocalDagBundle"
 
