@@ -19,11 +19,11 @@ from benchmarks import report, workload
 from benchmarks.runner import child_main, spawn
 from benchmarks.workload import REPO, bench_dir
 
-SECTIONS = ("e2e", "xcom", "parse", "parallel", "agents")
+SECTIONS = ("e2e", "xcom", "parse", "parallel", "agents", "dagrun")
 WAYS = ("pipeline", "naive", "limit")
 MODES: dict[str, dict[str, Any]] = {
-    "quick": {"sizes": "100k,1m", "samples": 5, "failing": (10, 1_000, 100_000, 1_000_000)},
-    "full": {"sizes": "100k,1m,10m", "samples": 11, "failing": (10, 1_000, 100_000, 1_000_000)},
+    "quick": {"sizes": "100k,1m", "samples": 5, "failing": (10, 1_000, 100_000, 1_000_000), "sections": SECTIONS},
+    "full": {"sizes": "100k,1m,10m", "samples": 11, "failing": (10, 1_000, 100_000, 1_000_000), "sections": SECTIONS},
 }
 
 
@@ -41,7 +41,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--targets", default="fact,daily")
     parser.add_argument("--ways", default=",".join(WAYS), help="pipeline, naive, limit, naive_multi")
     parser.add_argument("--with-multi", action="store_true", help="also measure to_sql(method='multi')")
-    parser.add_argument("--sections", default=",".join(SECTIONS), help=", ".join(SECTIONS))
+    parser.add_argument("--sections", help=", ".join(SECTIONS))
     parser.add_argument("--samples", type=int, help="parse-cost samples (fresh interpreters) per target")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "latest.json")
     parser.add_argument("--markdown", type=Path, help="default: var/bench/latest.md")
@@ -55,7 +55,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.markdown = args.markdown or bench_dir() / "latest.md"
     args.warehouses, args.targets = args.warehouses.split(","), args.targets.split(",")
     args.ways = args.ways.split(",") + (["naive_multi"] if args.with_multi else [])
-    args.sections = args.sections.split(",")
+    args.sections = args.sections.split(",") if args.sections else list(defaults["sections"])
     for size in args.sizes:
         workload.size_rows(size)
     return args
@@ -98,13 +98,42 @@ def measure_cell(urls: dict[str, str], size: str, warehouse: str, target: str, w
     return cell
 
 
+def too_big(cells: list[dict[str, Any]], size: str, target: str, way: str) -> str | None:
+    """Why a pandas run would not fit in memory, estimated from the same way at a smaller size (None: it fits)."""
+    if not way.startswith("naive"):
+        return None
+    smaller = [c for c in cells if c["way"] == way and c["target"] == target and "peak_rss_kib" in c]
+    if not smaller:
+        return None
+    last = max(smaller, key=lambda c: workload.SIZES[c["size"]])
+    need_gib = last["peak_rss_kib"] / 1024**2 * workload.SIZES[size] / workload.SIZES[last["size"]]
+    available_gib = _mem_available_gib()
+    if need_gib < 0.6 * available_gib:
+        return None
+    return f"skipped: needs about {need_gib:.1f} GiB (from {last['size']}), {available_gib:.1f} GiB available"
+
+
+def _mem_available_gib() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 1024**2
+    return 0.0
+
+
 def run_e2e(args: argparse.Namespace, results: dict[str, Any]) -> None:
     cells: list[dict[str, Any]] = []
     with warehouses(args.warehouses) as urls:
         for size in args.sizes:
             for warehouse in args.warehouses:
                 for target in args.targets:
-                    cells += [measure_cell(urls, size, warehouse, target, way) for way in args.ways]
+                    for way in args.ways:
+                        skip = too_big(cells, size, target, way)
+                        if skip:
+                            say(f"  {size:>5} {warehouse:<8} {target:<5} {way:<11} {skip}")
+                            cells.append({"size": size, "warehouse": warehouse, "target": target, "way": way,
+                                          "error": skip})  # fmt: skip
+                            continue
+                        cells.append(measure_cell(urls, size, warehouse, target, way))
         if "xcom" in args.sections and "pipeline" in args.ways:
             say("XCom at 1k rows (pipeline only)")
             warehouse = args.warehouses[0]
@@ -179,6 +208,9 @@ def _probes(args: argparse.Namespace, results: dict[str, Any]) -> None:
         say("Agent economy (FakeClaude) ...")
         spec = {"probe": "agents", "scratch": str(scratch() / "agents"), "failing_sizes": list(args.failing)}
         results["agents"] = spawn(spec, timeout=900)
+    if "dagrun" in args.sections:
+        say("Reference DAG runs with FakeClaude (airflow dags test, a healthy and a failing day) ...")
+        results["dagrun"] = spawn({"probe": "dagrun", "scratch": str(scratch() / "dagrun")}, timeout=1800)
 
 
 if __name__ == "__main__":

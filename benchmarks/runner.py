@@ -111,12 +111,14 @@ def child_main(spec_text: str) -> int:
 
 
 def _measure(spec: dict[str, Any], scratch: Path) -> dict[str, Any]:
-    from benchmarks import baselines, economy, pipeline, probes, warehouse, workload
+    from benchmarks import baselines, dagrun, economy, pipeline, probes, warehouse, workload
 
     if spec.get("probe") == "parallel":
         return probes.parallel_extraction(scratch)
     if spec.get("probe") == "agents":
         return economy.measure(scratch, tuple(spec["failing_sizes"]))
+    if spec.get("probe") == "dagrun":
+        return dagrun.measure()
 
     for module in PRELOAD[spec["way"]]:
         importlib.import_module(module)
