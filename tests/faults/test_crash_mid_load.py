@@ -39,8 +39,6 @@ import sqlalchemy as sa
 from tests.faults._support import duplicate_keys, query, stage_table, tables
 from tests.process._procs import ROOT, wait_until
 
-pytestmark = pytest.mark.slow
-
 ROWS = 200_000
 TARGET = "crash_target"
 KILL_WAIT_S = 120  # the longest the test waits for the worker to reach the point where it is struck
@@ -236,6 +234,7 @@ SQLITE_KILLS = [
 ]
 
 
+@pytest.mark.slow
 class TestWorkerKilledMidLoad:
     @pytest.mark.parametrize(("strategy", "statement"), POSTGRES_KILLS)
     def test_postgres_table_is_as_before_and_the_retry_completes(
@@ -274,6 +273,7 @@ class TestWorkerKilledMidLoad:
         engine.dispose()
 
 
+@pytest.mark.slow
 class TestConnectionDroppedMidLoad:
     @pytest.mark.parametrize("statement", ["COPY", "INSERT"], ids=["in-the-copy", "in-the-merge"])
     def test_postgres_backend_terminated_fails_the_load_cleanly_and_the_retry_completes(
@@ -295,4 +295,37 @@ class TestConnectionDroppedMidLoad:
         wait_until(gone(pg_admin, worker.app), 60, "the terminated backend to go")
         assert table_checksum(engine) == before
         check_retry(staged, engine, pg_url, "upsert", workers)
+        engine.dispose()
+
+
+class TestLoadThroughAnAirflowPostgresConnection:
+    """The crash tests above load through a psycopg2 engine; a DAG loads through its Airflow connection."""
+
+    @pytest.mark.xfail(
+        strict=True,
+        raises=Exception,
+        reason="BUG: PostgresHook builds a psycopg (v3) engine by default, and engines/load_postgres.py "
+        "writes with psycopg2's cursor.copy_expert, so LoadOperator into PostgreSQL fails with "
+        "\"'Cursor' object has no attribute 'copy_expert'\" (fix: operators/_common.sql_engine asks for "
+        "postgresql+psycopg2, or PostgresWarehouse.write_rows uses cursor.copy on psycopg 3)",
+    )
+    def test_a_default_postgres_connection_loads(
+        self, pg_url: str, staging_root: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from airflow_agent_provider.contracts import StageResult
+        from airflow_agent_provider.operators import LoadOperator
+        from tests.operators.conftest import direct_context
+
+        url = sa.make_url(pg_url)
+        monkeypatch.setenv("AIRFLOW_CONN_FAULTS_PG", f"postgres://postgres@{url.host}:{url.port}/{url.database}")
+        ref = stage_table(staging_root, {"id": [1, 2], "amount": [3.0, 4.0]})
+        upstream = StageResult(stage="transform", status="success", datasets={"orders": ref}).to_xcom()
+        load = LoadOperator(
+            task_id="load", upstream=upstream, conn_id="faults_pg", target_table="orders",
+            load_strategy="upsert", upsert_key=["id"],
+        )  # fmt: skip
+        result = load.execute(direct_context("load"))
+        assert result["metrics"]["rows_loaded"] == 2
+        engine = sa.create_engine(pg_url)
+        assert query(engine, "SELECT id, amount FROM orders ORDER BY id") == [(1, 3.0), (2, 4.0)]
         engine.dispose()

@@ -43,7 +43,11 @@ with DAG("faults_claude", schedule=None, start_date=pendulum.datetime(2026, 1, 1
         task_id="validate",
         upstream=extract(),
         expected_schema={"user_id": "integer", "amount": "float"},
-        quality_rules=[{"rule": "not_null", "column": "user_id"}, {"rule": "range", "column": "amount", "min": 0}],
+        quality_rules=[
+            {"rule": "not_null", "column": "user_id"},
+            {"rule": "range", "column": "amount", "min": 0},
+            {"rule": "regex", "column": "note", "pattern": "^[A-Za-z0-9 ]*$"},
+        ],
         diagnose=True,
     )
     route = RemediationBranchOperator(
