@@ -16,7 +16,7 @@ import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_agent_provider.contracts import DatasetRef, StageResult
@@ -51,8 +51,23 @@ def open_warehouse(engine: sqlalchemy.engine.Engine) -> Warehouse:
     if name == "postgresql":
         from airflow_agent_provider.engines.load_postgres import PostgresWarehouse
 
-        return PostgresWarehouse(engine.raw_connection())
+        return PostgresWarehouse(psycopg2_engine(engine).raw_connection())
     raise ValueError(f"load_dataset supports sqlite and postgresql warehouses, not {name!r}")
+
+
+def psycopg2_engine(engine: sqlalchemy.engine.Engine) -> sqlalchemy.engine.Engine:
+    """The same PostgreSQL database over psycopg2 (the COPY path), whatever driver ``engine`` uses.
+
+    Airflow's PostgresHook hands out ``postgresql+psycopg`` (psycopg 3) engines when psycopg 3 is
+    installed; the bulk paths here speak psycopg2's ``copy_expert``.
+    """
+    if engine.dialect.name != "postgresql" or engine.dialect.driver == "psycopg2":
+        return engine
+    import sqlalchemy
+
+    return sqlalchemy.create_engine(
+        engine.url.set(drivername="postgresql+psycopg2"), poolclass=sqlalchemy.pool.NullPool
+    )
 
 
 @dataclass(frozen=True)
@@ -94,7 +109,7 @@ class LoadRequest:
 
 def _snapshot_name(table: TableName, name: str | None) -> TableName:
     if name is None:
-        stamp = datetime.now(UTC).strftime("%Y%m%d_%H%M%S")
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d_%H%M%S")
         return table.sibling(f"{table.name[:37]}__snapshot_{stamp}")
     parsed = TableName.parse(name, "snapshot")
     snapshot = parsed if parsed.schema else table.sibling(parsed.name)
@@ -149,7 +164,7 @@ def load_dataset(
     :raises LoadError: duplicate or NULL keys, a failed post-load check, or a database error;
         the transaction was rolled back and the target is as it was.
     """
-    started, started_at = time.monotonic(), datetime.now(UTC)
+    started, started_at = time.monotonic(), datetime.now(timezone.utc)
     request = LoadRequest.build(
         target_table=target_table,
         strategy=load_strategy,

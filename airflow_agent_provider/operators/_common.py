@@ -94,11 +94,13 @@ def sql_engine(conn_id: str) -> Engine:
     """A SQLAlchemy engine for an Airflow connection (sqlite, postgres, or any DbApiHook)."""
     from airflow.sdk import BaseHook
 
+    from airflow_agent_provider.engines.load import psycopg2_engine
+
     hook = BaseHook.get_connection(conn_id).get_hook()
     get_engine = getattr(hook, "get_sqlalchemy_engine", None)
     if get_engine is None:
         raise TypeError(f"connection {conn_id!r} has no SQLAlchemy engine (its hook is {type(hook).__name__})")
-    return get_engine()
+    return psycopg2_engine(get_engine())  # PostgreSQL over psycopg2: the COPY fast paths
 
 
 def usage_so_far(context: Mapping[str, Any]) -> Usage:

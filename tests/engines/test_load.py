@@ -598,3 +598,22 @@ class TestLarge:
         assert count == n + half // 2
         assert total == int((ids[: half // 2] % 97).sum()) + 1000 * n
         assert (result.metrics["rows_inserted"], result.metrics["rows_updated"]) == (n - half // 2, half // 2)
+
+
+class TestDrivers:
+    def test_a_psycopg3_engine_loads_through_the_psycopg2_copy_path(self, pg_url: str, stage: Stage) -> None:
+        # Airflow's PostgresHook hands out postgresql+psycopg engines when psycopg 3 is installed.
+        engine = sa.create_engine(pg_url.replace("postgresql+psycopg2://", "postgresql+psycopg://"))
+        assert engine.dialect.driver == "psycopg"
+
+        result = load_dataset(
+            stage(daily([1, 2], [3, 4])),
+            engine=engine,
+            target_table="daily",
+            load_strategy="upsert",
+            upsert_key=["user_id", "date"],
+        )
+
+        assert result.metrics["rows_loaded"] == 2
+        assert sorted(r[0] for r in rows(engine, "daily", "user_id")) == [1, 2]
+        engine.dispose()
