@@ -57,3 +57,31 @@ def faults_dag_run(airflow_db: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
         return dag.test(logical_date=pendulum.parse(logical_date).in_tz("UTC"), run_conf=conf)
 
     return run
+
+
+@pytest.fixture(scope="package")
+def faults_airflow() -> Iterator[Any]:
+    """The Celery topology of the slow tests (``_topology.py``), started once for this package."""
+    from tests.faults._topology import celery_airflow
+
+    with celery_airflow() as airflow:
+        yield airflow
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run this package's tests on the shared topology last in the package, one after the other, so
+    the topology starts once and is stopped before the next package's tests begin."""
+    here = Path(__file__).resolve().parent
+    ours = [item for item in items if here in Path(str(item.path)).resolve().parents]
+    late = [item for item in ours if "faults_airflow" in getattr(item, "fixturenames", ())]
+    if not late or len(late) == len(ours):
+        return
+    anchor = [item for item in ours if item not in late][-1]
+    reordered: list[pytest.Item] = []
+    for item in items:
+        if item in late:
+            continue
+        reordered.append(item)
+        if item is anchor:
+            reordered.extend(late)
+    items[:] = reordered

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.dataset
 import pytest
 import sqlalchemy as sa
 
@@ -76,20 +77,20 @@ def staged(tmp_path_factory: pytest.TempPathFactory) -> Staged:
     return Staged(ref.uri, rows_checksum([tuple(r.values()) for r in data.to_pylist()]))
 
 
-def prepare_target(engine: sa.Engine) -> str:
+def prepare_target(engine: sa.Engine, table: str = TARGET) -> str:
     """The target holds the first half of the keys with old values; returns its checksum."""
     half = ROWS // 2
     real = "REAL" if engine.dialect.name == "sqlite" else "DOUBLE PRECISION"
-    query(engine, f"DROP TABLE IF EXISTS {TARGET}")
-    query(engine, f"CREATE TABLE {TARGET} (id BIGINT PRIMARY KEY, user_id BIGINT, kind TEXT, amount {real}, note TEXT)")
+    query(engine, f"DROP TABLE IF EXISTS {table}")
+    query(engine, f"CREATE TABLE {table} (id BIGINT PRIMARY KEY, user_id BIGINT, kind TEXT, amount {real}, note TEXT)")
     values = "n, n / 7, 'old', -1.0, 'before the crash'"
     if engine.dialect.name == "sqlite":
         series = f"WITH RECURSIVE g(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM g WHERE n < {half - 1})"
         rows = f"{series} SELECT {values} FROM g"
     else:
         rows = f"SELECT {values} FROM generate_series(0, {half - 1}) AS n"
-    query(engine, f"INSERT INTO {TARGET} {rows}")
-    return table_checksum(engine)
+    query(engine, f"INSERT INTO {table} {rows}")
+    return table_checksum(engine, table)
 
 
 # ---------------------------------------------------------------------------------------------- the worker
@@ -328,4 +329,66 @@ class TestLoadThroughAnAirflowPostgresConnection:
         assert result["metrics"]["rows_loaded"] == 2
         engine = sa.create_engine(pg_url)
         assert query(engine, "SELECT id, amount FROM orders ORDER BY id") == [(1, 3.0), (2, 4.0)]
+        engine.dispose()
+
+
+# ---------------------------------------------------------------------------------------------- a real task
+
+
+def task_process(client_port: int, worker_pid: int) -> int:
+    """The pid of the process on this machine holding the loader's connection (checked to be a task of our worker)."""
+    import psutil
+
+    owners = [c.pid for c in psutil.net_connections(kind="tcp") if c.laddr and c.laddr.port == client_port and c.pid]
+    assert len(set(owners)) == 1, f"no single owner of local port {client_port}: {owners}"
+    process = psutil.Process(owners[0])
+    assert worker_pid in [p.pid for p in process.parents()], "the connection is not held by a task of our worker"
+    return process.pid
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+class TestAirflowTaskKilledMidLoad:
+    def test_the_retry_of_a_task_killed_in_its_load_completes_exactly_once(self, faults_airflow: Any) -> None:
+        from tests.faults._topology import CRASH_APP
+
+        table, dag_id = "crash_task_target", "faults_crash_load"
+        engine, api = faults_airflow.warehouse(), faults_airflow.api
+        before = prepare_target(engine, table)
+        admin = engine.raw_connection().driver_connection
+        admin.autocommit = True
+        api.unpause(dag_id)
+        run = api.trigger(dag_id, f"crash_{uuid.uuid4().hex[:8]}")
+
+        def loading() -> tuple[int, int] | None:
+            with admin.cursor() as cur:
+                cur.execute(
+                    "SELECT pid, client_port, query FROM pg_stat_activity WHERE application_name = %s "
+                    "AND state = 'active'",
+                    (CRASH_APP,),
+                )
+                found = [
+                    (pid, port)
+                    for pid, port, text in cur.fetchall()
+                    if text.lstrip().upper().startswith(("COPY", "INSERT"))
+                ]
+            return found[0] if found else None
+
+        backend, port = wait_until(loading, 600, "the load task to be writing", interval=0.01)
+        os.kill(task_process(port, faults_airflow.procs["celery-worker"].pid), signal.SIGKILL)
+        wait_until(
+            lambda: not loading() and backend not in [p for p, *_ in pg_activity(admin, CRASH_APP)],
+            120,
+            "the killed try's backend to go",
+        )
+        assert table_checksum(engine, table) == before  # before the retry (15 s later) starts
+
+        final = api.wait_for_run(dag_id, run["dag_run_id"], timeout=600)
+        load = api.task_instances(dag_id, run["dag_run_id"])["load"]
+        assert (final["state"], load["state"], load["try_number"]) == ("success", "success", 2)
+        staged_uri = api.xcom(dag_id, run["dag_run_id"], "stage")["datasets"]["events"]["uri"]
+        staged = pa.dataset.dataset(staged_uri, format="parquet").to_table()
+        assert table_checksum(engine, table) == rows_checksum([tuple(r.values()) for r in staged.to_pylist()])
+        assert duplicate_keys(engine, table, ["id"]) == 0
+        admin.close()
         engine.dispose()

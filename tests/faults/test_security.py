@@ -354,3 +354,34 @@ class TestSecretsStayOut:
         assert task_states(dag_run)["load"] == "failed"
         assert warehouse_digest(engine) == before and "orders_wh" not in tables(engine)
         engine.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+class TestSecretsStayOutOfTheLogFilesOfARealWorker:
+    def test_and_the_masker_hides_what_a_careless_task_prints(self, faults_airflow: Any) -> None:
+        from tests.faults._topology import PG_PASSWORD as TOPOLOGY_PASSWORD
+
+        engine, api = faults_airflow.warehouse(), faults_airflow.api
+        query(engine, "DROP TABLE IF EXISTS secret_orders")
+        query(engine, "CREATE TABLE secret_orders AS SELECT 1 AS id, 10 AS user_id, -5.0 AS amount")
+        engine.dispose()
+        report = faults_airflow.work / "secrets_report.json"
+        api.unpause("faults_secrets")
+        run = api.trigger("faults_secrets", "secrets_run", conf={"report": str(report)})
+        api.wait_for_run("faults_secrets", run["dag_run_id"], timeout=600)
+        states = {t: ti["state"] for t, ti in api.task_instances("faults_secrets", run["dag_run_id"]).items()}
+        assert (states["load"], states["careless"], states["broken"]) == ("success", "success", "failed")
+        logs = {path: path.read_text(errors="replace") for path in faults_airflow.log_files()}
+        careless = [text for path, text in logs.items() if "task_id=careless" in str(path)]
+        assert careless and all("careless print: password=***" in text for text in careless)  # the masker at work
+        uri = f"postgres:{TOPOLOGY_PASSWORD}@"
+        xcoms = json.dumps([api.xcom("faults_secrets", run["dag_run_id"], t) for t in ("extract", "validate", "load")])
+        places = {**{str(p): t for p, t in logs.items()}, "report": report.read_text(), "xcom": xcoms}
+        hooks = faults_airflow.receivers.hooks()
+        assert len(hooks) == 1  # the broken task's alert
+        places["alerts"] = json.dumps(hooks)
+        for secret in (TOPOLOGY_PASSWORD, KEY, uri):
+            leaks = [place for place, text in places.items() if secret in text]
+            assert leaks == [], f"{secret[:12]}... leaked into {leaks}"
+        assert len(logs) >= len(states) - 1  # every task that ran wrote its log file
