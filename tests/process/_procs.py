@@ -82,9 +82,9 @@ class Proc:
             return False
         return True
 
-    def stop(self, grace: float = 20.0) -> None:
-        """SIGTERM the whole group, SIGKILL what is left after ``grace`` seconds, reap the leader."""
-        self._signal_group(signal.SIGTERM)
+    def stop(self, grace: float = 20.0, sig: signal.Signals = signal.SIGTERM) -> int | None:
+        """Signal the whole group (SIGTERM), SIGKILL what is left after ``grace`` s; the leader's exit code."""
+        self._signal_group(sig)
         deadline = time.monotonic() + grace
         while self.group_alive() and time.monotonic() < deadline:
             self.popen.poll()
@@ -92,7 +92,7 @@ class Proc:
         if self.group_alive():
             self._signal_group(signal.SIGKILL)
             wait_until(lambda: not self.group_alive() or self.popen.poll() is not None, 10, f"{self.name} to die")
-        self.popen.wait(timeout=10)
+        return self.popen.wait(timeout=10)
 
     def _signal_group(self, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError):

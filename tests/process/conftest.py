@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -127,10 +128,11 @@ def _local_airflow(metadata_url: str) -> Iterator[LocalAirflow]:
         yield airflow
     finally:
         pids = airflow.component_pids or _component_pids(work / "home/run")
-        ui.stop(grace=60)
+        exit_code = ui.stop(grace=60, sig=signal.SIGINT)  # what Ctrl-C sends to `make ui`
         stragglers = [name for name, pid in pids.items() if _group_alive(pid)]
         leftovers = receivers.stop()
-    assert stragglers == [], f"process groups still alive after ui.sh stopped: {stragglers}"
+    assert stragglers == [], f"process groups still alive after Ctrl-C on ui.sh: {stragglers}"
+    assert exit_code == 130, f"ui.sh did not stop through its Ctrl-C trap (exit {exit_code}):\n{ui.tail()}"
     assert leftovers == [], f"receivers still alive: {leftovers}"
 
 
