@@ -110,7 +110,9 @@ def build_alert(context: Mapping[str, Any], *, max_error_chars: int = 500) -> St
 
 def stage_of(task: Any, own_result: Any = None) -> str:
     """The stage a task runs: its operator class, else its own stage result, else its task type."""
-    for cls in type(task).__mro__ if task is not None else ():
+    if task is None:
+        return "run"  # a DAG-level callback: the run failed, not one task
+    for cls in type(task).__mro__:
         if cls.__name__ in _STAGE_OF_CLASS:
             return _STAGE_OF_CLASS[cls.__name__]
     if isinstance(own_result, Mapping) and isinstance(own_result.get("stage"), str):
@@ -176,7 +178,7 @@ def log_url(ti: Any) -> str:
         return ""
     from urllib.parse import quote
 
-    from airflow.configuration import conf
+    from airflow.sdk.configuration import conf
 
     base = conf.get("api", "base_url", fallback="http://localhost:8080/").rstrip("/")
     return f"{base}/dags/{ti.dag_id}/runs/{quote(str(ti.run_id))}/tasks/{ti.task_id}"

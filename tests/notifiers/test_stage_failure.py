@@ -96,6 +96,19 @@ class TestStageAlertContent:
         )
         assert text == "route → escalate (fallback: model_unavailable) — no model"
 
+    def test_dag_level_context_names_the_run(self) -> None:
+        import pendulum
+        from airflow.models.dagrun import DagRun
+
+        from airflow_agent_provider.notifiers._alert import build_alert
+
+        run = DagRun(dag_id="d", run_id="r1", run_after=pendulum.datetime(2026, 11, 20, tz="UTC"), run_type="manual")
+        alert = build_alert({"dag_run": run, "run_id": "r1", "reason": "task_failure"})
+        assert (alert.dag_id, alert.run_id, alert.task_id, alert.stage) == ("d", "r1", "(DAG run)", "run")
+        assert alert.error == "task_failure"
+        assert alert.run_after == "2026-11-20T00:00:00+00:00 (no logical date)"
+        assert (alert.issues, alert.decision, alert.log_url) == ([], "", "")
+
     def test_renderings_escape_markup(self) -> None:
         alert = _alert(error="ValueError: <script>")
         assert "<script>" not in alert.html()
