@@ -81,11 +81,14 @@ class TestThirtyDayBackfill:
         wait_until(completed, BACKFILL_TIMEOUT_S, "the 30-day backfill to complete", interval=5)
         took = time.monotonic() - started
         runs = api.runs(REFERENCE_DAG, "backfill")
-        print(f"30-day backfill, max_active_runs {MAX_ACTIVE_RUNS}, Celery concurrency 2: {took:.0f}s")
+        expected, loaded = expected_rows(faults_airflow), loaded_rows(faults_airflow)
+        print(
+            f"\n{BACKFILL_DAYS}-day backfill, max_active_runs {MAX_ACTIVE_RUNS}, Celery concurrency 2: {took:.0f}s, "
+            f"at most {most_at_once(runs)} runs at once, {len(loaded)} rows loaded ({len(expected)} expected)"
+        )
         assert sorted(r["logical_date"][:10] for r in runs) == days
         assert Counter(r["state"] for r in runs) == {"success": BACKFILL_DAYS}
         assert 1 < most_at_once(runs) <= MAX_ACTIVE_RUNS
-        expected, loaded = expected_rows(faults_airflow), loaded_rows(faults_airflow)
         per_date = Counter(day for _, day in expected)
         assert Counter(day for _, day in loaded) == per_date and set(per_date) == set(days)
         assert loaded.keys() == expected.keys()
