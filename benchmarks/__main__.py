@@ -46,6 +46,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "latest.json")
     parser.add_argument("--markdown", type=Path, help="default: var/bench/latest.md")
     parser.add_argument("--failing-rows", help="agent economy: failing-row counts, comma-separated")
+    parser.add_argument("--render", type=Path, help="only re-render the report of a results JSON (no measuring)")
     args = parser.parse_args(argv)
     args.mode = args.mode or "quick"
     defaults = MODES[args.mode]
@@ -156,8 +157,26 @@ def xcom_sizes(results: dict[str, Any], sizes: list[str]) -> None:
     results["xcom"] = report.xcom(largest(results.get("xcom_cells", []), "1k"), largest(results["cells"], big), big)
 
 
+def rerender(path: Path, markdown: Path) -> int:
+    """Recompute the summaries of a saved run from its cells and print and write its report."""
+    import json
+
+    results = json.loads(path.read_text())
+    sizes = [s for s in workload.SIZES if any(c["size"] == s for c in results.get("cells", []))]
+    if results.get("cells"):
+        results["comparisons"] = report.comparisons(results["cells"])
+        results["memory"] = report.memory(results["cells"], sizes)
+        if results.get("xcom_cells"):
+            xcom_sizes(results, sizes)
+    report.write(results, path, markdown)
+    say(report.render(results))
+    return 0
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    if args.render:
+        return rerender(args.render, args.markdown)
     os.chdir(REPO)
     results: dict[str, Any] = {"mode": args.mode, "machine": report.machine(), "load_avg_start": _load()}
     started = time.perf_counter()

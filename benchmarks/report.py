@@ -189,7 +189,13 @@ def memory(cells: list[dict[str, Any]], sizes: Iterable[str]) -> dict[str, Any]:
     measured = [s for s in sizes if s in table]
     largest = measured[-1] if measured else None
     ours = table[largest].get("pipeline") if largest else None
-    return {"peak_rss_mib": table, "largest": largest, "pipeline_largest_mib": ours,
+    stages: dict[str, dict[str, float]] = {}
+    for cell in cells:
+        if cell["way"] == "pipeline" and cell.get("peak_rss_kib_stages"):
+            row = stages.setdefault(cell["size"], {})
+            for stage, kib in cell["peak_rss_kib_stages"].items():
+                row[stage] = max(row.get(stage, 0.0), round(kib / MiB, 1))
+    return {"peak_rss_mib": table, "largest": largest, "pipeline_largest_mib": ours, "pipeline_stage_peak_mib": stages,
             "goal_met": None if ours is None else ours < GOALS["rss_mib"]}  # fmt: skip
 
 
@@ -199,6 +205,9 @@ def memory_table(mem: dict[str, Any]) -> list[str]:
     out = ["| size | " + " | ".join(f"{w} MiB" for w in ways) + " |", "|---|" + "---:|" * len(ways)]
     for size, row in mem["peak_rss_mib"].items():
         out.append(f"| {size} | " + " | ".join(_fmt(row.get(w)) for w in ways) + " |")
+    for size, row in mem.get("pipeline_stage_peak_mib", {}).items():
+        peaks = ", ".join(f"{stage} {mib:.0f}" for stage, mib in row.items())
+        out.append(f"- ours at {size}, peak MiB per stage (the mark reset at each stage start): {peaks}")
     out.append(f"- goal: ours under 1 GiB at {mem['largest']}: {verdict(mem['goal_met'])}")
     return out
 

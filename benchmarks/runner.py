@@ -3,7 +3,7 @@
 The parent calls :func:`spawn` with a spec (way, size, warehouse URL, target); the child
 (``python -m benchmarks child '<spec>'``) imports what the way needs *before* the clock starts
 (Airflow start-up and library imports are not what is measured), drops the target table, runs the
-way, reads its own high-water mark (``getrusage(RUSAGE_SELF).ru_maxrss``), then — outside the
+way, reads its own high-water mark (``VmHWM`` of ``/proc/self/status``), then — outside the
 timing and after the RSS reading — checksums the warehouse table, and prints one JSON line.
 """
 
@@ -44,28 +44,58 @@ class Stopwatch:
     def __init__(self) -> None:
         self.stages: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
+        self.peak_kib: dict[str, int] = {}
+        self.overall_kib = 0
 
     @contextlib.contextmanager
     def __call__(self, stage: str) -> Iterator[None]:
+        self.overall_kib = max(self.overall_kib, peak_rss_kib())
+        reset = reset_peak_rss()
         started, cpu = time.perf_counter(), time.process_time()
         try:
             yield
         finally:
             self.stages[stage] = round(self.stages.get(stage, 0.0) + time.perf_counter() - started, 4)
             self.cpu[stage] = round(self.cpu.get(stage, 0.0) + time.process_time() - cpu, 4)
+            self.overall_kib = max(self.overall_kib, peak_rss_kib())
+            if reset:
+                self.peak_kib[stage] = max(self.peak_kib.get(stage, 0), peak_rss_kib())
 
     @property
     def total(self) -> float:
         return round(sum(self.stages.values()), 4)
 
     def summary(self) -> dict[str, Any]:
-        return {"seconds": self.total, "stages": self.stages, "cpu_seconds": round(sum(self.cpu.values()), 4),
-                "cpu_stages": self.cpu}  # fmt: skip
+        return {
+            "seconds": self.total,
+            "stages": self.stages,
+            "cpu_seconds": round(sum(self.cpu.values()), 4),
+            "cpu_stages": self.cpu,
+            "peak_rss_kib": self.overall_kib,
+            "peak_rss_kib_stages": self.peak_kib,
+        }
 
 
 def peak_rss_kib() -> int:
-    """This process's peak resident set size (Linux reports KiB)."""
+    """This process's peak resident set size in KiB: ``VmHWM``, the high-water mark of its own memory.
+
+    Not ``getrusage().ru_maxrss``: Linux carries that over ``execve`` from the forked copy of the
+    parent, so a child of a large parent would report the parent's size. :class:`Stopwatch` resets
+    the mark per stage and keeps the overall maximum itself.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's ``VmHWM`` (Linux ``clear_refs`` 5), so the next reading is one stage's peak."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
 
 
 def current_rss_kib() -> int:
@@ -136,7 +166,7 @@ def _measure(spec: dict[str, Any], scratch: Path) -> dict[str, Any]:
         result = baselines.duckdb_limit(work, url, target)
     else:
         result = baselines.naive_pandas(work, url, target, method="multi" if spec["way"] == "naive_multi" else None)
-    result |= {"peak_rss_kib": peak_rss_kib(), "import_rss_kib": import_rss}
+    result |= {"peak_rss_kib": max(result.get("peak_rss_kib", 0), peak_rss_kib()), "import_rss_kib": import_rss}
     if spec.get("checksum", True):
         result["checksum"] = warehouse.table_checksum(url, target)
     return result
