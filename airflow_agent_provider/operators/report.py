@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import BaseOperator
 
+from airflow_agent_provider.operators.errors import StageFailed
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -20,6 +22,10 @@ _FAILED_STATES = ("failed", "upstream_failed")
 _STATE_RANK = ("failed", "upstream_failed", "up_for_retry", "removed", "skipped", "success")
 TOP_ISSUES = 3
 PipelineStatus = Literal["success", "failed", "partial"]
+
+
+class PipelineFailed(StageFailed):
+    """A stage of the run failed: the report is written, and the run is marked failed."""
 
 
 @dataclass
@@ -45,6 +51,10 @@ class PipelineReportOperator(BaseOperator):
     :param output_path: also write the JSON document here (a local path or an object-storage URI).
         Templated.
     :param trigger_rule: defaults to ``all_done`` so the report runs after failures too.
+    :param fail_when_pipeline_failed: after writing the report, fail this task when a stage task failed,
+        so the run is marked failed (a report that always succeeds would turn every run green, failed
+        loads included). The document is still pushed to XCom. The failing stage has already alerted,
+        so the reference DAG gives the report no failure callback of its own.
     """
 
     template_fields: Sequence[str] = ("pipeline_id", "output_path")
@@ -57,11 +67,13 @@ class PipelineReportOperator(BaseOperator):
         pipeline_id: str | None = None,
         output_path: str | None = None,
         trigger_rule: str = "all_done",
+        fail_when_pipeline_failed: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(trigger_rule=trigger_rule, **kwargs)
         self.pipeline_id = pipeline_id
         self.output_path = output_path
+        self.fail_when_pipeline_failed = fail_when_pipeline_failed
 
     def execute(self, context: Context) -> dict[str, Any]:
         ti, dag_run, dag = context["ti"], context["dag_run"], context["dag"]
@@ -82,6 +94,9 @@ class PipelineReportOperator(BaseOperator):
         if self.output_path:
             write_document(self.output_path, document)
             self.log.info("Pipeline report written to %s", self.output_path)
+        if self.fail_when_pipeline_failed and state.status == "failed":
+            ti.xcom_push(key="return_value", value=document)
+            raise PipelineFailed(f"pipeline {state.pipeline_id} failed: " + "; ".join(state.errors[:5]))
         return document
 
 

@@ -89,7 +89,7 @@ class TestOperatorsInADag:
             "bad_sql",
             "unsafe_table",
         ]
-        states = {"good": "success", "report": "success", "strict_validation": "failed"}
+        states = {"good": "success", "report": "failed", "strict_validation": "failed"}
         assert task_states(run) == {**states, **dict.fromkeys(failing, "failed")}
         for task_id in failing:
             assert xcom(run, task_id) is None

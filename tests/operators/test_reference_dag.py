@@ -258,7 +258,9 @@ class TestDailyUserEngagement:
         run = _bad_day_run()
 
         states = task_states(run)
-        assert (states["route"], states["escalate"], states["report"]) == ("success", "failed", "success")
+        assert (states["route"], states["escalate"], states["report"]) == ("success", "failed", "failed")
+        assert run.state == "failed"  # the report fails the run once it is written: no green run on escalation
+        assert xcom(run, "report")["status"] == "failed"
         assert {states[t] for t in ("remediate_schema", "quarantine", "abort", "transform", "load")} == {"skipped"}
         validation = xcom(run, "validate_events")
         assert validation["status"] == "fail"
