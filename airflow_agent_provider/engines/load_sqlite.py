@@ -46,6 +46,9 @@ _FAMILIES = (
 )
 
 
+BUSY_TIMEOUT_MS = 120_000
+
+
 class SqliteWarehouse(Warehouse):
     """A load transaction on a SQLite database (the ``main`` schema)."""
 
@@ -59,6 +62,7 @@ class SqliteWarehouse(Warehouse):
 
     def begin(self) -> None:
         self.dbapi.isolation_level = None  # we issue BEGIN/COMMIT ourselves, DDL included
+        self.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")  # parallel loads (backfills) wait their turn
         self.execute("BEGIN IMMEDIATE")
 
     def commit(self) -> None:

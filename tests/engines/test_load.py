@@ -617,3 +617,23 @@ class TestDrivers:
         assert result.metrics["rows_loaded"] == 2
         assert sorted(r[0] for r in rows(engine, "daily", "user_id")) == [1, 2]
         engine.dispose()
+
+
+class TestSqliteConcurrency:
+    def test_a_load_waits_for_another_writer_instead_of_failing(self, sqlite_url: str, stage: Stage) -> None:
+        import sqlite3
+        import threading
+
+        path = sqlite_url.removeprefix("sqlite:///")
+        other = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another load holds the write lock (a parallel backfill run)
+        releaser = threading.Timer(6.0, lambda: other.execute("COMMIT"))  # past SQLite's 5 s default
+        releaser.start()
+        engine = sa.create_engine(sqlite_url)
+        try:
+            result = load_dataset(stage(daily([1], [3])), engine=engine, target_table="daily")
+        finally:
+            releaser.join()
+            other.close()
+        assert result.metrics["rows_loaded"] == 1
+        engine.dispose()
