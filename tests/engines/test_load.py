@@ -627,7 +627,7 @@ class TestSqliteConcurrency:
         path = sqlite_url.removeprefix("sqlite:///")
         other = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")  # another load holds the write lock (a parallel backfill run)
-        releaser = threading.Timer(6.0, lambda: other.execute("COMMIT"))  # past SQLite's 5 s default
+        releaser = threading.Timer(11.0, lambda: other.execute("COMMIT"))  # well past SQLite's 5 s default
         releaser.start()
         engine = sa.create_engine(sqlite_url)
         try:
