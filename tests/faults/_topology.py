@@ -7,8 +7,6 @@ started from its helpers, with what these tests add:
 - sample sources covering ``BACKFILL_DAYS`` days that ended before today, for the backfill;
 - connections that carry secrets (a PostgreSQL password, the Claude API key), FakeClaude as its own
   process, and the alert receivers, for the log-file test;
-- a warehouse connection whose engine is psycopg2 (``sqlalchemy_scheme``): the load engine cannot
-  write through PostgresHook's default psycopg 3 engine (see test_crash_mid_load.py).
 
 Every process runs in its own process group and is stopped by its pid.
 """
@@ -93,11 +91,9 @@ def flush_broker() -> None:
 
 
 def _pg(url: str, *, app: str | None = None, password: bool = False) -> str:
-    """An Airflow postgres connection (JSON) for a loopback database, psycopg2 as its engine."""
+    """An Airflow postgres connection (JSON) for a loopback database; ``app`` names its sessions."""
     parsed = sa.make_url(url)
-    extra: dict[str, Any] = {"sqlalchemy_scheme": "postgresql+psycopg2"}
-    if app:
-        extra["sqlalchemy_query"] = {"application_name": app}
+    extra: dict[str, Any] = {"sqlalchemy_query": {"application_name": app}} if app else {}
     conn = {"conn_type": "postgres", "host": parsed.host, "port": parsed.port, "login": "postgres"}
     conn |= {"schema": parsed.database, "extra": extra} | ({"password": PG_PASSWORD} if password else {})
     return json.dumps(conn)

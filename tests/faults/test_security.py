@@ -300,10 +300,7 @@ def secret_connections(
     engine.dispose()
     url = sa.make_url(pg_url)
     uri = f"postgresql://postgres:{PG_PASSWORD}@{url.host}:{url.port}/{url.database}"
-    # psycopg2 for the warehouse: the load engine cannot write through PostgresHook's default psycopg 3
-    # engine (see test_crash_mid_load.py::TestLoadThroughAnAirflowPostgresConnection)
-    warehouse = f"{uri}?sqlalchemy_scheme=postgresql%2Bpsycopg2"
-    env = {"AIRFLOW_CONN_FAULTS_SOURCE": uri, "AIRFLOW_CONN_FAULTS_WAREHOUSE": warehouse, **receivers.connections()}
+    env = {"AIRFLOW_CONN_FAULTS_SOURCE": uri, "AIRFLOW_CONN_FAULTS_WAREHOUSE": uri, **receivers.connections()}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     receivers.clear()
