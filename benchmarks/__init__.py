@@ -1,0 +1,1 @@
+"""The benchmark harness: ``python -m benchmarks --quick | --full`` (see benchmarks/README.md)."""
