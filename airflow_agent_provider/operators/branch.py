@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.branch import BaseBranchOperator
 
-from airflow_agent_provider.contracts import RouteDecision, StageResult, Usage
-
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from airflow_agent_provider.contracts import RouteDecision, StageResult
 
 DECISION_KEY = "decision"
 
@@ -72,6 +72,8 @@ class RemediationBranchOperator(BaseBranchOperator):
         self.timeout_s = timeout_s
 
     def choose_branch(self, context: Context) -> str:
+        from airflow_agent_provider.contracts import RouteDecision  # pydantic models: built at run time only
+
         options = self._options()
         results = _validations(self.validation)
         if results_passed(results):
@@ -86,6 +88,8 @@ class RemediationBranchOperator(BaseBranchOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any], proposed: dict[str, Any]) -> Any:
         """Resume once the person answered (or the approval timed out), record the decision, branch."""
+        from airflow_agent_provider.contracts import RouteDecision
+
         decision = self._approved(RouteDecision.model_validate(proposed), event)
         self._record(context, decision)
         return self.do_branch(context, decision.route)
@@ -105,6 +109,7 @@ class RemediationBranchOperator(BaseBranchOperator):
 
     def _ask_claude(self, results: list[StageResult], context: Context) -> RouteDecision:
         from airflow_agent_provider.agents.routing import choose_route
+        from airflow_agent_provider.contracts import RouteDecision, Usage
         from airflow_agent_provider.exceptions import ModelCallError
         from airflow_agent_provider.operators._claude import Claude, run_budget
 
