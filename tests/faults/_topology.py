@@ -3,7 +3,8 @@
 started from its helpers, with what these tests add:
 
 - a second DAG bundle, ``tests/faults/dags``, beside the reference DAG;
-- Redis DB 12 as the broker (the process tests own DB 11) and a queue unique to the session;
+- Redis DB 12 as the broker (the process tests own DB 11) and a queue unique to the session, whose
+  keys alone are deleted at the end (two runs on one machine may share the DB);
 - sample sources covering ``BACKFILL_DAYS`` days that ended before today, for the backfill;
 - connections that carry secrets (a PostgreSQL password, the Claude API key), FakeClaude as its own
   process, and the alert receivers, for the log-file test;
@@ -80,12 +81,14 @@ def backfill_days(today: date | None = None) -> list[str]:
     return [(last - timedelta(days=BACKFILL_DAYS - 1 - i)).isoformat() for i in range(BACKFILL_DAYS)]
 
 
-def flush_broker() -> None:
+def clear_queue(queue: str) -> None:
+    """Delete this session's queue keys from the broker DB, and only those (another run may share the DB)."""
     import redis
 
     client = redis.Redis.from_url(f"redis://127.0.0.1:6379/{REDIS_DB}", socket_timeout=5)
     try:
-        client.flushdb()
+        for key in list(client.scan_iter(match=f"*{queue}*")):
+            client.delete(key)
     finally:
         client.close()
 
@@ -120,8 +123,9 @@ def _prepare(work: Path, env: dict[str, str], days: list[str]) -> None:
         assert done.returncode == 0, f"{argv}: {done.stderr[-2000:]}"
 
 
-def _environment(work: Path, port: int, metadata_url: str, warehouse_url: str, receivers: Receivers) -> dict[str, str]:
-    queue = f"aap_faults_{secrets.token_hex(4)}"
+def _environment(
+    work: Path, port: int, metadata_url: str, warehouse_url: str, receivers: Receivers, *, queue: str
+) -> dict[str, str]:
     env = _env(work, port, metadata_url, warehouse_url, queue)
     env.update(
         {
@@ -132,7 +136,6 @@ def _environment(work: Path, port: int, metadata_url: str, warehouse_url: str, r
             "AIRFLOW_CONN_FAULTS_SOURCE": _pg(warehouse_url, password=True),
             "AIRFLOW_CONN_FAULTS_WAREHOUSE": _pg(warehouse_url, password=True),
             "AIRFLOW_CONN_FAULTS_CRASH_WH": _pg(warehouse_url, app=CRASH_APP),
-            "FAULTS_QUEUE": queue,
             **receivers.connections(),
         }
     )
@@ -143,18 +146,17 @@ def _environment(work: Path, port: int, metadata_url: str, warehouse_url: str, r
 def celery_airflow() -> Iterator[FaultsAirflow]:
     """Start the topology; stop every process group it started, and check none is left."""
     work = fresh_workdir("faults-celery")
-    days = backfill_days()
-    flush_broker()
+    days, queue = backfill_days(), f"aap_faults_{secrets.token_hex(4)}"
     receivers = Receivers(work / "receivers")
     procs: dict[str, Proc] = {}
     try:
         with fresh_pg_database("aap_faults_meta") as meta_url, fresh_pg_database("aap_faults_dw") as dw_url:
             port, started = free_port(), time.monotonic()
-            env = _environment(work, port, meta_url, dw_url, receivers)
+            env = _environment(work, port, meta_url, dw_url, receivers, queue=queue)
             _prepare(work, env, days)
             procs["users-api"] = _start_users_api(work, env)
             procs["fake-claude"] = _start_fake_claude(work, env)
-            procs.update(_start_components(work, env, port, env["FAULTS_QUEUE"]))
+            procs.update(_start_components(work, env, port, queue))
             base_url = f"http://127.0.0.1:{port}"
             wait_healthy(base_url, 240, alive=lambda: all(p.alive() for p in procs.values()))
             airflow = FaultsAirflow(base_url, work / "home", work, env, dw_url, days, receivers, procs)
@@ -167,4 +169,4 @@ def celery_airflow() -> Iterator[FaultsAirflow]:
     finally:
         stop_all(list(procs.values()))
         assert receivers.stop() == []
-        flush_broker()
+        clear_queue(queue)
