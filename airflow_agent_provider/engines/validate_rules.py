@@ -77,6 +77,12 @@ def _example(sample: Sequence[Any]) -> str:
     return f", e.g. {show(sample[0])}" if sample else ""
 
 
+def _violations(scan: Scan, rule: QualityRule, condition: str, params: dict[str, Any]) -> tuple[int, list[Any]]:
+    """How many rows meet ``condition`` (a violation), and a sample of them when there are any."""
+    (bad,) = scan.one(f"SELECT count(*) FILTER (WHERE {condition}) FROM data", params)
+    return (bad, scan.sample([str(rule.column)], condition, params)) if bad else (0, [])
+
+
 def _issue(scan: Scan, rule: QualityRule, kind: str, **fields: Any) -> Issue:
     return Issue(type=kind, dataset=scan.dataset, column=rule.column, rule=rule.label, **fields)
 
@@ -148,10 +154,9 @@ def _in_list(scan: Scan, rule: QualityRule, col: str) -> Issue | None:
     params = {f"v{i}": value for i, value in enumerate(allowed)}
     placeholders = ", ".join(f"${name}" for name in params)
     condition = f"{col} IS NOT NULL" + (f" AND {col} NOT IN ({placeholders})" if params else "")
-    (bad,) = scan.one(f"SELECT count(*) FILTER (WHERE {condition}) FROM data", params)
+    bad, sample = _violations(scan, rule, condition, params)
     if not bad:
         return None
-    sample = scan.sample([str(rule.column)], condition, params)
     return _issue(
         scan,
         rule,
@@ -192,10 +197,9 @@ def _bound(value: Any) -> str:
 def _regex(scan: Scan, rule: QualityRule, col: str) -> Issue | None:
     params = {"pattern": rule.pattern}
     condition = f"{col} IS NOT NULL AND NOT regexp_full_match(CAST({col} AS VARCHAR), $pattern)"
-    (bad,) = scan.one(f"SELECT count(*) FILTER (WHERE {condition}) FROM data", params)
+    bad, sample = _violations(scan, rule, condition, params)
     if not bad:
         return None
-    sample = scan.sample([str(rule.column)], condition, params)
     return _issue(
         scan,
         rule,
