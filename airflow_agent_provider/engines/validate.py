@@ -1,9 +1,13 @@
 """Validate a staged dataset: schema, null rates and quality rules, all in DuckDB over its Parquet.
 
 Validation never moves data and never raises for bad data: every finding is an ``Issue`` and the
-status says whether any of them fails the stage. Only bad arguments raise. Memory stays bounded:
-one aggregate pass counts the nulls of every column, each rule is one aggregate query, and a
-sample query runs only for a check that found something.
+status says whether any of them fails the stage. Only bad arguments raise. A passing dataset is read
+once: one aggregate query counts the rows, the nulls of every column and the violations of every
+rule (``FILTER`` clauses); the Parquet footers answer what they state exactly (null counts, the
+min and max of numeric columns) and so drop work from that query. Only a rule that found something
+runs more queries (its sample), and only a custom SQL predicate runs alone, in a sandbox. The
+queries run on a connection to one in-memory DuckDB per process, opened once: opening a database
+costs more than validating a small dataset.
 """
 
 from __future__ import annotations
@@ -12,15 +16,22 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow_agent_provider.contracts import DatasetRef, Issue, QualityRule, StageResult
 from airflow_agent_provider.contracts.specs import LOGICAL_TYPES
-from airflow_agent_provider.engines.staging import columns_of, connect, logical_type, quote_ident, scan_sql
-from airflow_agent_provider.engines.validate_rules import Scan, check_rule, sandbox, show, utc
-
-if TYPE_CHECKING:
-    import duckdb
+from airflow_agent_provider.engines.staging import columns_of, logical_type, part_files, quote_ident
+from airflow_agent_provider.engines.validate_rules import finish_check, plan_rule, sandbox, show, utc
+from airflow_agent_provider.engines.validate_scan import (
+    Check,
+    Scan,
+    Values,
+    alone,
+    connection,
+    file_list,
+    footer_stats,
+    measure,
+)
 
 _CAST_TARGET = {
     "integer": "BIGINT",
@@ -73,19 +84,21 @@ def validate_dataset(
     """
     started, started_at = time.monotonic(), datetime.now(timezone.utc)
     schema = _check_arguments(ref, expected_schema, quality_rules, fail_on_null_rate_exceeds, sample_size)
-    con = connect()
+    con = connection()
     try:
-        con.execute(f"CREATE VIEW data AS SELECT * FROM {scan_sql(ref.uri)}")
+        files = part_files(ref.uri)
+        con.execute(f"CREATE TEMP VIEW data AS SELECT * FROM read_parquet({file_list(files)}, union_by_name = true)")
         types = columns_of(con, "data")
-        row_count, non_null = _non_null_counts(con, list(types))
-        scan = Scan(con, dataset, types, row_count, sample_size, utc(reference_time))
-        null_rates = _null_rates(row_count, non_null)
+        plan = Scan(con, dataset, types, sample_size, utc(reference_time), stats=footer_stats(con, files, types))
+        checks = [plan_rule(plan, rule, f"r{i}") for i, rule in enumerate(quality_rules)]
+        scan, values = measure(plan, checks)
+        null_rates = _null_rates(scan.row_count, scan.non_null)
         findings = _Findings()
         if schema is not None:
             _check_schema(scan, schema, findings, fails=fail_on_schema_mismatch)
         if fail_on_null_rate_exceeds is not None:
-            _check_null_rates(scan, non_null, null_rates, fail_on_null_rate_exceeds, findings)
-        _check_rules(scan, ref.uri, list(quality_rules), findings)
+            _check_null_rates(scan, scan.non_null, null_rates, fail_on_null_rate_exceeds, findings)
+        _check_rules(scan, ref.uri, checks, values, findings)
     finally:
         con.close()
     return StageResult(
@@ -147,13 +160,6 @@ def _check_rule_argument(rule: Any) -> None:
         for bound in (rule.min, rule.max):
             if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int | float)):
                 raise ValueError(f"rule {rule.label}: row count bounds must be numbers, got {bound!r}")
-
-
-def _non_null_counts(con: duckdb.DuckDBPyConnection, columns: list[str]) -> tuple[int, dict[str, int]]:
-    """The row count and every column's non-null count, in one pass."""
-    counts = ", ".join(["count(*)", *(f"count({quote_ident(c)})" for c in columns)])
-    (row,) = con.execute(f"SELECT {counts} FROM data").fetchall()
-    return int(row[0]), {column: int(n) for column, n in zip(columns, row[1:], strict=True)}
 
 
 def _null_rates(row_count: int, non_null: Mapping[str, int]) -> dict[str, float]:
@@ -251,13 +257,16 @@ def _mismatch(scan: Scan, column: str, want: str, found: str) -> Issue:
     )
 
 
-def _check_rules(scan: Scan, uri: str, rules: list[QualityRule], findings: _Findings) -> None:
-    """Each rule in its declared order; custom SQL predicates in a sandbox without file access."""
-    locked = sandbox(uri, scan.con) if any(r.rule == "sql" for r in rules) else None
+def _check_rules(scan: Scan, uri: str, checks: list[Check], values: list[Values], findings: _Findings) -> None:
+    """Each rule in its declared order; custom SQL predicates counted in a sandbox without file access."""
+    locked = sandbox(uri, scan.con) if any(check.sandboxed for check in checks) else None
     try:
-        for rule in rules:
-            where = replace(scan, con=locked) if locked is not None and rule.rule == "sql" else scan
-            _record(check_rule(where, rule), findings)
+        for check, found in zip(checks, values, strict=True):
+            if check.sandboxed and locked is not None:
+                where = replace(scan, con=locked)
+                _record(finish_check(where, check, alone(where, check)), findings)
+            else:
+                _record(finish_check(scan, check, found), findings)
     finally:
         if locked is not None:
             locked.close()

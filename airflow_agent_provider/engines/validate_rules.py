@@ -1,62 +1,32 @@
-"""The quality rules of a validation: one aggregate query per rule, a sample only on violation.
+"""The quality rules of a validation: each rule's share of one aggregate scan, a sample only on violation.
 
-Every rule counts its violations over the view ``data`` of a DuckDB connection. Values from the
-rule (lists, bounds, patterns, times) travel as bound parameters, never as SQL text. Custom SQL
-predicates run in a sandbox: a connection that sees the dataset as a registered Arrow dataset and
-has external access switched off and its configuration locked, so a predicate reads rows, no file.
+A rule is planned as a ``Check``: the aggregate expressions that count its violations over the view
+``data`` and a ``finish`` step that turns their values into an issue. The validate engine puts the
+aggregates of every rule into one query with the null counts, so a passing dataset is read once;
+only a rule that found something runs more queries (its sample, the detail of its message). Values
+from the rule (lists, bounds, patterns, times) travel as bound parameters, never as SQL text.
+Custom SQL predicates run in a sandbox: a connection that sees the dataset as a registered Arrow
+dataset and has external access switched off and its configuration locked, so a predicate reads
+rows, no file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow_agent_provider.contracts import Issue, QualityRule
 from airflow_agent_provider.engines.staging import connect, logical_type, part_files, quote_ident
+from airflow_agent_provider.engines.validate_scan import Check, ColumnStats, Scan
 
 if TYPE_CHECKING:
     import duckdb
 
 MESSAGE_VALUE_CHARS = 40
 MESSAGE_LIST_ITEMS = 10
-
-
-@dataclass(frozen=True)
-class Scan:
-    """What every check needs: a connection with the view ``data``, its columns, the run's settings."""
-
-    con: duckdb.DuckDBPyConnection
-    dataset: str
-    types: dict[str, str]
-    row_count: int
-    sample_size: int
-    reference_time: datetime
-
-    def where(self, column: str | None) -> str:
-        return f"{self.dataset}.{column or '*'}"
-
-    def one(self, sql: str, params: Mapping[str, Any] | None = None) -> tuple[Any, ...]:
-        """The single row of an aggregate query."""
-        rows = self.con.execute(sql, dict(params or {})).fetchall()
-        if len(rows) != 1:  # an aggregate always answers one row
-            raise RuntimeError(f"aggregate query returned {len(rows)} rows: {sql}")
-        return tuple(rows[0])
-
-    def sample(self, columns: Sequence[str], condition: str, params: Mapping[str, Any] | None = None) -> list[Any]:
-        """Up to ``sample_size`` distinct offending values (a dict per row for several columns), most frequent first."""
-        if self.sample_size <= 0:
-            return []
-        positions = ", ".join(str(i + 1) for i in range(len(columns)))
-        sql = (
-            f"SELECT {', '.join(quote_ident(c) for c in columns)} FROM data WHERE {condition} GROUP BY ALL "
-            f"ORDER BY count(*) DESC, {positions} LIMIT {int(self.sample_size)}"
-        )
-        rows = self.con.execute(sql, dict(params or {})).fetchall()
-        if len(columns) == 1:
-            return [row[0] for row in rows]
-        return [dict(zip(columns, row, strict=True)) for row in rows]
+BITMAP_MAX_SPAN = 1 << 26  # unique over integers with a known span up to this wide: a bitmap (8 MiB), no hash table
+_BITMAP_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
 
 
 def show(value: Any) -> str:
@@ -77,14 +47,25 @@ def _example(sample: Sequence[Any]) -> str:
     return f", e.g. {show(sample[0])}" if sample else ""
 
 
-def _violations(scan: Scan, rule: QualityRule, condition: str, params: dict[str, Any]) -> tuple[int, list[Any]]:
-    """How many rows meet ``condition`` (a violation), and a sample of them when there are any."""
-    (bad,) = scan.one(f"SELECT count(*) FILTER (WHERE {condition}) FROM data", params)
-    return (bad, scan.sample([str(rule.column)], condition, params)) if bad else (0, [])
-
-
 def _issue(scan: Scan, rule: QualityRule, kind: str, **fields: Any) -> Issue:
     return Issue(type=kind, dataset=scan.dataset, column=rule.column, rule=rule.label, **fields)
+
+
+def _counted(rule: QualityRule, condition: str, params: dict[str, Any], build: Callable[..., Issue]) -> Check:
+    """A check that counts the rows meeting ``condition`` and, when there are any, samples them for ``build``."""
+
+    def finish(scan: Scan, values: tuple[Any, ...]) -> Issue | None:
+        (bad,) = values
+        if not bad:
+            return None
+        return build(scan, bad, scan.sample([str(rule.column)], condition, params))
+
+    return Check(rule, (f"count(*) FILTER (WHERE {condition})",), params, finish)
+
+
+def _fixed(rule: QualityRule, make: Callable[[Scan], Issue | None]) -> Check:
+    """A check that needs no aggregate of its own."""
+    return Check(rule, finish=lambda scan, _values: make(scan))
 
 
 def missing_column(scan: Scan, rule: QualityRule) -> Issue:
@@ -111,22 +92,48 @@ def rule_error(scan: Scan, rule: QualityRule, cause: str) -> Issue:
     )
 
 
-def _not_null(scan: Scan, rule: QualityRule, col: str) -> Issue | None:
-    (nulls,) = scan.one(f"SELECT count(*) FILTER (WHERE {col} IS NULL) FROM data")
-    if not nulls:
-        return None
-    return _issue(
-        scan,
-        rule,
-        "not_null_violation",
-        expected="not null",
-        found="null",
-        affected_rows=nulls,
-        message=f"{scan.where(rule.column)}: {nulls} of {scan.row_count} rows are null",
-    )
+def _not_null(scan: Scan, rule: QualityRule, col: str, key: str) -> Check:
+    """The null counts of the scan answer it (from the Parquet footers when they hold exact counts)."""
+
+    def make(scan: Scan) -> Issue | None:
+        nulls = scan.row_count - scan.non_null[str(rule.column)]
+        if not nulls:
+            return None
+        return _issue(
+            scan,
+            rule,
+            "not_null_violation",
+            expected="not null",
+            found="null",
+            affected_rows=nulls,
+            message=f"{scan.where(rule.column)}: {nulls} of {scan.row_count} rows are null",
+        )
+
+    return _fixed(rule, make)
 
 
-def _unique(scan: Scan, rule: QualityRule, col: str) -> Issue | None:
+def _unique(scan: Scan, rule: QualityRule, col: str, key: str) -> Check:
+    """Distinct values against present values: a bitmap over an integer span the footers prove, else count(DISTINCT).
+
+    A value outside the footers' span makes the bitmap raise; the check then runs alone with
+    count(DISTINCT). Only a mismatch runs the exact group-by that counts and samples the duplicates.
+    """
+    exact = (f"count({col})", f"count(DISTINCT {col})")
+    stats = scan.stats.get(str(rule.column), ColumnStats())
+    bitmap = exact
+    if scan.types[str(rule.column)].upper() in _BITMAP_TYPES and stats.low is not None and stats.high is not None:
+        lo, hi = int(stats.low), int(stats.high)
+        if hi - lo < BITMAP_MAX_SPAN:
+            bitmap = (f"count({col})", f"bit_count(bitstring_agg({col}, {lo}, {hi}))")
+
+    def finish(scan: Scan, values: tuple[Any, ...]) -> Issue | None:
+        present, distinct = values
+        return None if present == (distinct or 0) else _duplicates(scan, rule, col)
+
+    return Check(rule, bitmap, finish=finish, alone=exact)
+
+
+def _duplicates(scan: Scan, rule: QualityRule, col: str) -> Issue | None:
     groups = f"FROM data WHERE {col} IS NOT NULL GROUP BY {col} HAVING count(*) > 1"
     rows, values = scan.one(f"SELECT coalesce(sum(n), 0), count(*) FROM (SELECT count(*) AS n {groups})")
     if not rows:
@@ -147,69 +154,87 @@ def _unique(scan: Scan, rule: QualityRule, col: str) -> Issue | None:
     )
 
 
-def _in_list(scan: Scan, rule: QualityRule, col: str) -> Issue | None:
+def _in_list(scan: Scan, rule: QualityRule, col: str, key: str) -> Check:
     allowed = [v for v in rule.values or [] if v is not None]
     if logical_type(scan.types[str(rule.column)]) == "string":
         allowed = [str(v) for v in allowed]
-    params = {f"v{i}": value for i, value in enumerate(allowed)}
+    params = {f"{key}_v{i}": value for i, value in enumerate(allowed)}
     placeholders = ", ".join(f"${name}" for name in params)
     condition = f"{col} IS NOT NULL" + (f" AND {col} NOT IN ({placeholders})" if params else "")
-    bad, sample = _violations(scan, rule, condition, params)
-    if not bad:
-        return None
-    return _issue(
-        scan,
-        rule,
-        "value_not_in_list",
-        expected=allowed,
-        found=sample,
-        affected_rows=bad,
-        sample=sample,
-        message=f"{scan.where(rule.column)}: {bad} rows not in {show_list(allowed)}{_example(sample)}",
-    )
+
+    def build(scan: Scan, bad: int, sample: list[Any]) -> Issue:
+        return _issue(
+            scan,
+            rule,
+            "value_not_in_list",
+            expected=allowed,
+            found=sample,
+            affected_rows=bad,
+            sample=sample,
+            message=f"{scan.where(rule.column)}: {bad} rows not in {show_list(allowed)}{_example(sample)}",
+        )
+
+    return _counted(rule, condition, params, build)
 
 
-def _range(scan: Scan, rule: QualityRule, col: str) -> Issue | None:
-    bounds = {"lo": (rule.min, f"{col} < $lo"), "hi": (rule.max, f"{col} > $hi")}
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _proven_in_range(scan: Scan, rule: QualityRule) -> bool:
+    """The footers' exact min and max lie within the bounds (NaN, above every bound in DuckDB, must be ruled out)."""
+    stats = scan.stats.get(str(rule.column), ColumnStats())
+    if stats.low is None or stats.high is None or not all(b is None or _number(b) for b in (rule.min, rule.max)):
+        return False
+    above_ok = rule.max is None or (stats.high <= rule.max and (stats.nan_free or isinstance(stats.high, int)))
+    return (rule.min is None or stats.low >= rule.min) and above_ok
+
+
+def _range(scan: Scan, rule: QualityRule, col: str, key: str) -> Check:
+    if _proven_in_range(scan, rule):
+        return Check(rule)
+    bounds = {f"{key}_lo": (rule.min, "<"), f"{key}_hi": (rule.max, ">")}
     params = {name: value for name, (value, _) in bounds.items() if value is not None}
-    condition = " OR ".join(check for name, (_, check) in bounds.items() if name in params)
-    bad, low, high = scan.one(f"SELECT count(*) FILTER (WHERE {condition}), min({col}), max({col}) FROM data", params)
-    if not bad:
-        return None
-    sample = scan.sample([str(rule.column)], condition, params)
-    wanted = f"[{_bound(rule.min)}, {_bound(rule.max)}] (found {show(low)} to {show(high)})"
-    return _issue(
-        scan,
-        rule,
-        "out_of_range",
-        expected=[rule.min, rule.max],
-        found=[low, high],
-        affected_rows=bad,
-        sample=sample,
-        message=f"{scan.where(rule.column)}: {bad} rows outside {wanted}{_example(sample)}",
-    )
+    condition = " OR ".join(f"{col} {op} ${name}" for name, (_, op) in bounds.items() if name in params)
+
+    def build(scan: Scan, bad: int, sample: list[Any]) -> Issue:
+        low, high = scan.one(f"SELECT min({col}), max({col}) FROM data")
+        wanted = f"[{_bound(rule.min)}, {_bound(rule.max)}] (found {show(low)} to {show(high)})"
+        return _issue(
+            scan,
+            rule,
+            "out_of_range",
+            expected=[rule.min, rule.max],
+            found=[low, high],
+            affected_rows=bad,
+            sample=sample,
+            message=f"{scan.where(rule.column)}: {bad} rows outside {wanted}{_example(sample)}",
+        )
+
+    return _counted(rule, condition, params, build)
 
 
 def _bound(value: Any) -> str:
     return "open" if value is None else show(value)
 
 
-def _regex(scan: Scan, rule: QualityRule, col: str) -> Issue | None:
-    params = {"pattern": rule.pattern}
-    condition = f"{col} IS NOT NULL AND NOT regexp_full_match(CAST({col} AS VARCHAR), $pattern)"
-    bad, sample = _violations(scan, rule, condition, params)
-    if not bad:
-        return None
-    return _issue(
-        scan,
-        rule,
-        "regex_mismatch",
-        expected=rule.pattern,
-        found=sample,
-        affected_rows=bad,
-        sample=sample,
-        message=f"{scan.where(rule.column)}: {bad} rows do not match {show(rule.pattern)}{_example(sample)}",
-    )
+def _regex(scan: Scan, rule: QualityRule, col: str, key: str) -> Check:
+    params = {f"{key}_pattern": rule.pattern}
+    condition = f"{col} IS NOT NULL AND NOT regexp_full_match(CAST({col} AS VARCHAR), ${key}_pattern)"
+
+    def build(scan: Scan, bad: int, sample: list[Any]) -> Issue:
+        return _issue(
+            scan,
+            rule,
+            "regex_mismatch",
+            expected=rule.pattern,
+            found=sample,
+            affected_rows=bad,
+            sample=sample,
+            message=f"{scan.where(rule.column)}: {bad} rows do not match {show(rule.pattern)}{_example(sample)}",
+        )
+
+    return _counted(rule, condition, params, build)
 
 
 def _time_bounds(duckdb_type: str, reference: datetime, days: int) -> tuple[Any, Any]:
@@ -223,32 +248,36 @@ def _time_bounds(duckdb_type: str, reference: datetime, days: int) -> tuple[Any,
     return lower.replace(tzinfo=None), upper.replace(tzinfo=None)
 
 
-def _within_last_n_days(scan: Scan, rule: QualityRule, col: str) -> Issue | None:
+def _within_last_n_days(scan: Scan, rule: QualityRule, col: str, key: str) -> Check:
     duckdb_type = scan.types[str(rule.column)]
     if logical_type(duckdb_type) not in ("date", "timestamp"):
-        return rule_error(scan, rule, f"within_last_n_days needs a date or timestamp column, found {duckdb_type}")
+        cause = f"within_last_n_days needs a date or timestamp column, found {duckdb_type}"
+        return _fixed(rule, lambda scan: rule_error(scan, rule, cause))
     lower, upper = _time_bounds(duckdb_type, scan.reference_time, int(rule.days or 0))
-    params = {"lo": lower, "hi": upper}
-    old, new = scan.one(
-        f"SELECT count(*) FILTER (WHERE {col} < $lo), count(*) FILTER (WHERE {col} > $hi) FROM data", params
-    )
-    if not old and not new:
-        return None
-    sample = scan.sample([str(rule.column)], f"{col} < $lo OR {col} > $hi", params)
-    return _issue(
-        scan,
-        rule,
-        "stale_values",
-        expected=[lower, upper],
-        found=sample,
-        affected_rows=old + new,
-        sample=sample,
-        message=(
-            f"{scan.where(rule.column)}: {old + new} rows outside the {rule.days} days before "
-            f"{scan.reference_time:%Y-%m-%d %H:%M} UTC ({old} older than {lower}, {new} later than {upper})"
-            f"{_example(sample)}"
-        ),
-    )
+    params = {f"{key}_lo": lower, f"{key}_hi": upper}
+    older, later = f"{col} < ${key}_lo", f"{col} > ${key}_hi"
+
+    def finish(scan: Scan, values: tuple[Any, ...]) -> Issue | None:
+        old, new = values
+        if not old and not new:
+            return None
+        sample = scan.sample([str(rule.column)], f"{older} OR {later}", params)
+        return _issue(
+            scan,
+            rule,
+            "stale_values",
+            expected=[lower, upper],
+            found=sample,
+            affected_rows=old + new,
+            sample=sample,
+            message=(
+                f"{scan.where(rule.column)}: {old + new} rows outside the {rule.days} days before "
+                f"{scan.reference_time:%Y-%m-%d %H:%M} UTC ({old} older than {lower}, {new} later than {upper})"
+                f"{_example(sample)}"
+            ),
+        )
+
+    return Check(rule, (f"count(*) FILTER (WHERE {older})", f"count(*) FILTER (WHERE {later})"), params, finish)
 
 
 def _row_count_between(scan: Scan, rule: QualityRule) -> Issue | None:
@@ -281,28 +310,34 @@ def _predicate_columns(scan: Scan, rule: QualityRule) -> list[str]:
     return [name for name in scan.types if name in named] or list(scan.types)
 
 
-def _sql(scan: Scan, rule: QualityRule) -> Issue | None:
+def _sql(scan: Scan, rule: QualityRule) -> Check:
+    """A custom predicate, counted alone in the sandbox (its text is the author's, so it shares no query)."""
     condition = f"NOT (\n{rule.predicate}\n)"
-    query = f"SELECT count(*) FILTER (WHERE {condition}) FROM data"
-    if len(scan.con.extract_statements(query)) != 1:
-        return rule_error(scan, rule, "the predicate must be one boolean SQL expression, not statements")
-    (bad,) = scan.one(query)
-    if not bad:
-        return None
-    sample = scan.sample(_predicate_columns(scan, rule), condition)
-    return _issue(
-        scan,
-        rule,
-        "sql_predicate_failed",
-        expected=rule.predicate,
-        found=f"{bad} rows where it is false",
-        affected_rows=bad,
-        sample=sample,
-        message=f"{scan.where(rule.column)}: {bad} rows fail {show(rule.predicate)}{_example(sample)}",
-    )
+    aggregate = f"count(*) FILTER (WHERE {condition})"
+    if len(scan.con.extract_statements(f"SELECT {aggregate} FROM data")) != 1:
+        cause = "the predicate must be one boolean SQL expression, not statements"
+        return _fixed(rule, lambda scan: rule_error(scan, rule, cause))
+
+    def finish(scan: Scan, values: tuple[Any, ...]) -> Issue | None:
+        (bad,) = values
+        if not bad:
+            return None
+        sample = scan.sample(_predicate_columns(scan, rule), condition)
+        return _issue(
+            scan,
+            rule,
+            "sql_predicate_failed",
+            expected=rule.predicate,
+            found=f"{bad} rows where it is false",
+            affected_rows=bad,
+            sample=sample,
+            message=f"{scan.where(rule.column)}: {bad} rows fail {show(rule.predicate)}{_example(sample)}",
+        )
+
+    return Check(rule, (aggregate,), finish=finish, sandboxed=True)
 
 
-_COLUMN_RULES: dict[str, Callable[[Scan, QualityRule, str], Issue | None]] = {
+_COLUMN_RULES: dict[str, Callable[[Scan, QualityRule, str, str], Check]] = {
     "not_null": _not_null,
     "unique": _unique,
     "in_list": _in_list,
@@ -312,20 +347,33 @@ _COLUMN_RULES: dict[str, Callable[[Scan, QualityRule, str], Issue | None]] = {
 }
 
 
-def check_rule(scan: Scan, rule: QualityRule) -> Issue | None:
-    """The issue a rule finds, or ``None`` when the data meets it. Never raises for bad data or SQL."""
+def plan_rule(scan: Scan, rule: QualityRule, key: str) -> Check:
+    """A rule's check; ``key`` prefixes its parameter names so that every check can share one query."""
     import duckdb
 
     try:
         if rule.rule == "row_count_between":
-            return _row_count_between(scan, rule)
+            return _fixed(rule, lambda scan: _row_count_between(scan, rule))
         if rule.rule == "sql":
             return _sql(scan, rule)
         if rule.column not in scan.types:
-            return missing_column(scan, rule)
-        return _COLUMN_RULES[rule.rule](scan, rule, quote_ident(str(rule.column)))
+            return _fixed(rule, lambda scan: missing_column(scan, rule))
+        return _COLUMN_RULES[rule.rule](scan, rule, quote_ident(str(rule.column)), key)
     except duckdb.Error as err:
-        return rule_error(scan, rule, str(err))
+        cause = str(err)
+        return _fixed(rule, lambda scan: rule_error(scan, rule, cause))
+
+
+def finish_check(scan: Scan, check: Check, values: tuple[Any, ...] | Exception) -> Issue | None:
+    """The issue a check finds from its aggregate values (or the error its query raised). Never raises for bad data."""
+    import duckdb
+
+    if isinstance(values, Exception):
+        return rule_error(scan, check.rule, str(values))
+    try:
+        return check.finish(scan, values)
+    except duckdb.Error as err:
+        return rule_error(scan, check.rule, str(err))
 
 
 def sandbox(uri: str, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
