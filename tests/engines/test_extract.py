@@ -850,6 +850,19 @@ class TestConcurrency:
         assert time.monotonic() - started < 5, "the source waiting to retry was not stopped"
         assert len(api.calls_to("/busy")) == 1
 
+    def test_source_stopped_while_staging_does_not_hide_the_failure(self, api: Api, staging_root: str) -> None:
+        # "first" is still downloading when "second" fails; it is stopped as it starts staging
+        # its records, and that stop must not be reported as a failure of "first".
+        api.route("/slow", Reply(users(1, 3), delay=0.4))
+        api.route("/fails", Reply({}, status=400))
+        sources = [{"name": "first", "endpoint": "/slow"}, {"name": "second", "endpoint": "/fails"}]
+
+        with pytest.raises(SourceError) as excinfo:
+            http(api, staging_root, sources, max_workers=2)
+
+        assert excinfo.value.source == "second"
+        assert "HTTP 400" in excinfo.value.cause
+
 
 class TestStageResult:
     def test_metrics_keep_the_seed_field_names(

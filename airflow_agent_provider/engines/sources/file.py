@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_agent_provider.contracts import FileSource
-from airflow_agent_provider.engines.sources import Sink, first_line, rechunk, redact
-from airflow_agent_provider.engines.staging import connect, sql_literal
+from airflow_agent_provider.engines.sources import Cancelled, Sink, first_line, rechunk, redact
+from airflow_agent_provider.engines.staging import connect, shared_cursor, sql_literal
 from airflow_agent_provider.exceptions import SourceError
 
 _NATIVE_ENCODINGS = {"csv": {"utf-8": "utf-8", "iso8859-1": "latin-1"}, "json": {"utf-8": "utf-8"}}
@@ -163,6 +163,8 @@ def _read(source: FileSource, sink: Sink, location: _Location) -> None:
     try:
         _stream(source, sink, location, whole_file=False)
         return
+    except (SourceError, Cancelled):  # Cancelled must stay itself: the source that failed is reported
+        raise
     except Exception as err:
         if not _is_type_surprise(err):
             raise _translate(source, err, location) from err
@@ -170,6 +172,8 @@ def _read(source: FileSource, sink: Sink, location: _Location) -> None:
     sink.restart()
     try:
         _stream(source, sink, location, whole_file=True)
+    except (SourceError, Cancelled):
+        raise
     except Exception as err:
         raise _translate(source, err, location) from err
 
@@ -200,9 +204,10 @@ def _reader_sql(source: FileSource, location: _Location, *, whole_file: bool, re
 
 
 def _stream(source: FileSource, sink: Sink, location: _Location, *, whole_file: bool) -> None:
-    con = connect()
+    # A local file needs nothing of its own, so it is read on a cursor of the shared DuckDB;
+    # an fsspec filesystem is registered with a DuckDB of its own.
+    con = shared_cursor() if location.fs is None else connect()
     try:
-        con.execute("SET enable_progress_bar = false")
         if location.fs is not None:
             con.register_filesystem(location.fs)
         relation = _reader_sql(source, location, whole_file=whole_file)
@@ -230,8 +235,6 @@ def _json_values(con: Any, source: FileSource, location: _Location) -> int:
 
 
 def _translate(source: FileSource, err: Exception, location: _Location) -> SourceError:
-    if isinstance(err, SourceError):
-        return err
     text = str(err)
     if "No files found that match the pattern" in text:
         return SourceError(source.name, f"file not found: {location.shown}")
