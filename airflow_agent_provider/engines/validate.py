@@ -4,10 +4,12 @@ Validation never moves data and never raises for bad data: every finding is an `
 status says whether any of them fails the stage. Only bad arguments raise. A passing dataset is read
 once: one aggregate query counts the rows, the nulls of every column and the violations of every
 rule (``FILTER`` clauses); the Parquet footers answer what they state exactly (null counts, the
-min and max of numeric columns) and so drop work from that query. Only a rule that found something
-runs more queries (its sample), and only a custom SQL predicate runs alone, in a sandbox. The
-queries run on a connection to one in-memory DuckDB per process, opened once: opening a database
-costs more than validating a small dataset.
+min and max of numeric columns) and so drop work from that query. Two kinds of rule count alone:
+``in_list`` over text (its ``WHERE`` goes into the Parquet reader, which tests each dictionary entry
+once, ~10x cheaper than a ``FILTER`` in the shared scan) and custom SQL predicates (in a sandbox).
+Only a rule that found something runs more queries (its sample). The queries run on a connection
+to one in-memory DuckDB per process, opened once: opening a database costs more than validating
+a small dataset.
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 A rule is planned as a ``Check``: the aggregate expressions that count its violations over the view
 ``data`` and a ``finish`` step that turns their values into an issue. The validate engine puts the
-aggregates of every rule into one query with the null counts, so a passing dataset is read once;
-only a rule that found something runs more queries (its sample, the detail of its message). Values
-from the rule (lists, bounds, patterns, times) travel as bound parameters, never as SQL text.
+aggregates of every rule into one query with the null counts, so a passing dataset is read once
+(``in_list`` over text counts in its own ``WHERE`` query, which the Parquet reader answers per
+dictionary entry); only a rule that found something runs more queries (its sample, the detail of
+its message). Values from the rule (lists, bounds, patterns, times) travel as bound parameters, never as SQL text.
 Custom SQL predicates run in a sandbox: a connection that sees the dataset as a registered Arrow
 dataset and has external access switched off and its configuration locked, so a predicate reads
 rows, no file.
@@ -51,8 +52,13 @@ def _issue(scan: Scan, rule: QualityRule, kind: str, **fields: Any) -> Issue:
     return Issue(type=kind, dataset=scan.dataset, column=rule.column, rule=rule.label, **fields)
 
 
-def _counted(rule: QualityRule, condition: str, params: dict[str, Any], build: Callable[..., Issue]) -> Check:
-    """A check that counts the rows meeting ``condition`` and, when there are any, samples them for ``build``."""
+def _counted(
+    rule: QualityRule, condition: str, params: dict[str, Any], build: Callable[..., Issue], *, own: bool = False
+) -> Check:
+    """A check that counts the rows meeting ``condition`` and, when there are any, samples them for ``build``.
+
+    ``own``: count them in a query of its own whose ``WHERE`` DuckDB pushes into the Parquet reader.
+    """
 
     def finish(scan: Scan, values: tuple[Any, ...]) -> Issue | None:
         (bad,) = values
@@ -60,7 +66,7 @@ def _counted(rule: QualityRule, condition: str, params: dict[str, Any], build: C
             return None
         return build(scan, bad, scan.sample([str(rule.column)], condition, params))
 
-    return Check(rule, (f"count(*) FILTER (WHERE {condition})",), params, finish)
+    return Check(rule, (f"count(*) FILTER (WHERE {condition})",), params, finish, where=condition if own else None)
 
 
 def _fixed(rule: QualityRule, make: Callable[[Scan], Issue | None]) -> Check:
@@ -161,6 +167,8 @@ def _in_list(scan: Scan, rule: QualityRule, col: str, key: str) -> Check:
     params = {f"{key}_v{i}": value for i, value in enumerate(allowed)}
     placeholders = ", ".join(f"${name}" for name in params)
     condition = f"{col} IS NOT NULL" + (f" AND {col} NOT IN ({placeholders})" if params else "")
+    # Over text the reader tests the list once per dictionary entry: ~10x cheaper alone than inside the shared scan.
+    own = scan.types[str(rule.column)].upper() == "VARCHAR"
 
     def build(scan: Scan, bad: int, sample: list[Any]) -> Issue:
         return _issue(
@@ -174,7 +182,7 @@ def _in_list(scan: Scan, rule: QualityRule, col: str, key: str) -> Check:
             message=f"{scan.where(rule.column)}: {bad} rows not in {show_list(allowed)}{_example(sample)}",
         )
 
-    return _counted(rule, condition, params, build)
+    return _counted(rule, condition, params, build, own=own)
 
 
 def _number(value: Any) -> bool:

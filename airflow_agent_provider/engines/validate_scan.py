@@ -3,8 +3,10 @@
 ``Scan`` is what every check sees; a ``Check`` is a rule's share of the one query (its aggregates
 and how their values become an issue). ``measure`` runs the row count, the null counts the footers
 do not state, and the aggregates of every check as one query over the view ``data``, so a passing
-dataset is read once. The footers answer what they state exactly: null counts, and the min and max
-of numeric columns (which prove a ``range`` rule, and bound a bitmap for ``unique``).
+dataset is read once (a check with a ``where`` of its own counts alone, inside the Parquet reader;
+a custom SQL predicate counts alone, in a sandbox). The footers answer what they state exactly:
+null counts, and the min and max of numeric columns (which prove a ``range`` rule, and bound a
+bitmap for ``unique``).
 """
 
 from __future__ import annotations
@@ -89,6 +91,9 @@ class Check:
     finish: Finish = _passes
     sandboxed: bool = False  # a custom SQL predicate: runs alone, on the sandbox connection
     alone: tuple[str, ...] | None = None  # the aggregates to run alone when the shared query failed
+    where: str | None = (
+        None  # counted alone as ``count(*) ... WHERE`` this, which DuckDB pushes into the Parquet reader
+    )
 
     @property
     def fallback(self) -> tuple[str, ...]:
@@ -183,7 +188,7 @@ def measure(plan: Scan, checks: list[Check]) -> tuple[Scan, list[Values]]:
 
     counted = [c for c in plan.types if plan.stats.get(c, ColumnStats()).nulls is None]
     base = ["count(*)", *(f"count({quote_ident(c)})" for c in counted)]
-    shared = [check for check in checks if not check.sandboxed]
+    shared = [check for check in checks if not (check.sandboxed or check.where)]
     aggregates = [a for check in shared for a in check.aggregates]
     params = {name: value for check in shared for name, value in check.params.items()}
     try:
@@ -198,6 +203,7 @@ def measure(plan: Scan, checks: list[Check]) -> tuple[Scan, list[Values]]:
         if stats.nulls is not None:
             non_null[column] = row_count - stats.nulls
     by_check = dict(zip(map(id, shared), values, strict=True))
+    by_check.update((id(check), alone(plan, check)) for check in checks if check.where and not check.sandboxed)
     scan = replace(plan, row_count=row_count, non_null={c: non_null[c] for c in plan.types})
     return scan, [by_check.get(id(check), ()) for check in checks]
 
@@ -216,7 +222,10 @@ def alone(scan: Scan, check: Check) -> Values:
 
     if not check.fallback:
         return ()
+    query = f"SELECT {', '.join(check.fallback)} FROM data"
+    if check.where:
+        query = f"SELECT count(*) FROM data WHERE {check.where}"
     try:
-        return scan.one(f"SELECT {', '.join(check.fallback)} FROM data", check.params)
+        return scan.one(query, check.params)
     except duckdb.Error as err:
         return err
