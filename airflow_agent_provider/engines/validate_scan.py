@@ -11,8 +11,6 @@ bitmap for ``unique``).
 
 from __future__ import annotations
 
-import os
-import threading
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -20,7 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_agent_provider.contracts import Issue, QualityRule
-from airflow_agent_provider.engines.staging import connect, logical_type, quote_ident, sql_literal
+from airflow_agent_provider.engines.staging import logical_type, quote_ident, shared_cursor, sql_literal
 
 if TYPE_CHECKING:
     import duckdb
@@ -100,21 +98,9 @@ class Check:
         return self.aggregates if self.alone is None else self.alone
 
 
-_DATABASES: dict[tuple[int, str], duckdb.DuckDBPyConnection] = {}
-_DATABASES_LOCK = threading.Lock()
-
-
 def connection() -> duckdb.DuckDBPyConnection:
-    """A new connection (its own temp view ``data``) to this process's shared in-memory DuckDB.
-
-    Opening a database costs 15-50 ms; a connection to an open one costs microseconds. A forked
-    child opens its own (the parent's threads are not in it) and never closes the inherited one.
-    """
-    key = (os.getpid(), os.environ.get("AGENT_PROVIDER_DUCKDB_MEMORY", ""))
-    with _DATABASES_LOCK:
-        if key not in _DATABASES:
-            _DATABASES[key] = connect()
-        return _DATABASES[key].cursor()
+    """A cursor on the process's shared DuckDB: its own temp view ``data``; a new database costs 15-50 ms."""
+    return shared_cursor()
 
 
 def file_list(files: Sequence[str]) -> str:
