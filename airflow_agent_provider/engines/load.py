@@ -231,7 +231,7 @@ class _LoadRun:
         replacing = self.request.strategy == "replace" and existing is not None
         deleted = wh.execute(f"DELETE FROM {table.sql}") if replacing else 0
         written = self._write()
-        after = wh.count(table)
+        after = written if self.created else wh.count(table)  # a new table holds what the database reported
         validation = self._checks(before, after)
         failed = [name for name, ok in validation.items() if not ok]
         if failed:
@@ -271,7 +271,8 @@ class _LoadRun:
         """Create the table, or add the data's new columns; make sure an upsert key is unique."""
         key = self.request.key
         if existing is None:
-            self.wh.create_table(self.table, [(c.name, c.target) for c in self.columns], key)
+            inline = () if self.wh.key_after_write else key
+            self.wh.create_table(self.table, [(c.name, c.target) for c in self.columns], inline)
             self.created, self.key_indexed = True, bool(key)  # a new table gets its key as primary key
             return []
         added = [c for c in self.columns if c.declared is None]
@@ -285,8 +286,10 @@ class _LoadRun:
     def _write(self) -> int:
         """Stream the rows into the target, or into a temp table merged into it; returns rows written."""
         if self.direct:
-            self._copy_into(self.table.sql)
-            return self.staged.rows
+            written = self._copy_into(self.table.sql)
+            if self.created and self.request.key and self.wh.key_after_write:
+                self.wh.add_primary_key(self.table, self.request.key)  # refuses duplicates like the inline key
+            return written
         self.stage = self.wh.create_stage([(c.name, c.target) for c in self.columns])
         self._copy_into(self.stage)
         names = [c.name for c in self.columns]
@@ -296,11 +299,13 @@ class _LoadRun:
             )
         return self.wh.execute(insert_select(self.table, self.stage, names))
 
-    def _copy_into(self, target: str) -> None:
-        names = [c.name for c in self.columns]
+    def _copy_into(self, target: str) -> int:
+        """Write every staged row into ``target``; returns the rows the database reported written."""
+        names, written = [c.name for c in self.columns], 0
         for batch in self.staged.batches(self.columns, self.wh.wire_type, self.request.batch_rows):
-            self.wh.write_rows(target, names, batch)
+            written += self.wh.write_rows(target, names, batch)
             self.progress.advance(batch.num_rows)
+        return written
 
     def _checks(self, before: int, after: int) -> dict[str, bool]:
         """The post-load checks, run inside the load's transaction."""

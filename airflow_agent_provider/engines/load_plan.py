@@ -54,6 +54,9 @@ class Warehouse(ABC):
     dialect: ClassVar[str]
     differs: ClassVar[str] = "IS DISTINCT FROM"
     case_insensitive: ClassVar[bool] = False
+    # Build a new table's primary key after its rows are in (one bulk index build instead of
+    # maintaining the index row by row); a dialect that cannot add a primary key later keeps False.
+    key_after_write: ClassVar[bool] = False
 
     def __init__(self, raw: Any) -> None:
         self.raw = raw
@@ -84,6 +87,9 @@ class Warehouse(ABC):
         if key:
             defs.append(f"PRIMARY KEY ({quote_list(key)})")
         self.execute(f"CREATE TABLE {table.sql} ({', '.join(defs)})")
+
+    def add_primary_key(self, table: TableName, key: Sequence[str]) -> None:
+        self.execute(f"ALTER TABLE {table.sql} ADD PRIMARY KEY ({quote_list(key)})")
 
     def add_column(self, table: TableName, name: str, logical: str) -> None:
         self.execute(f"ALTER TABLE {table.sql} ADD COLUMN {quote(name)} {self.ddl_type(logical)}")
@@ -139,8 +145,8 @@ class Warehouse(ABC):
         """Create the temporary staging table; returns its SQL name."""
 
     @abstractmethod
-    def write_rows(self, target: str, names: Sequence[str], batch: pa.RecordBatch) -> None:
-        """Bulk-write one batch into a table (the target or the staging table)."""
+    def write_rows(self, target: str, names: Sequence[str], batch: pa.RecordBatch) -> int:
+        """Bulk-write one batch into a table (the target or the staging table); returns the rows the database wrote."""
 
     @abstractmethod
     def drop_stage(self, stage: str) -> None: ...

@@ -60,6 +60,7 @@ class PostgresWarehouse(Warehouse):
     """A load transaction on PostgreSQL through psycopg2."""
 
     dialect = "postgresql"
+    key_after_write = True
 
     def __init__(self, raw: Any) -> None:
         super().__init__(raw)
@@ -126,7 +127,7 @@ class PostgresWarehouse(Warehouse):
         self.execute(f"CREATE TEMP TABLE {stage} ({defs}) ON COMMIT DROP")
         return stage
 
-    def write_rows(self, target: str, names: Sequence[str], batch: pa.RecordBatch) -> None:
+    def write_rows(self, target: str, names: Sequence[str], batch: pa.RecordBatch) -> int:
         import pyarrow.csv as pacsv
 
         buffer = io.BytesIO()
@@ -134,6 +135,7 @@ class PostgresWarehouse(Warehouse):
         buffer.seek(0)
         sql = f"COPY {target} ({quote_list(names)}) FROM STDIN WITH (FORMAT csv, ENCODING 'UTF8')"
         self.cursor.copy_expert(sql, buffer)
+        return int(self.cursor.rowcount)
 
     def drop_stage(self, stage: str) -> None:
         self.execute(f"DROP TABLE {stage}")

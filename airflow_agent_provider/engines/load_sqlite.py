@@ -89,6 +89,19 @@ class SqliteWarehouse(Warehouse):
             raise LoadError(f"target {table.name} is a {kind}, not a table")
         return dict(self.fetchall("SELECT name, type FROM pragma_table_info(?, 'main')", (table.name,)))
 
+    def create_table(self, table: TableName, columns: Sequence[tuple[str, str]], key: Sequence[str]) -> None:
+        """A single integer key becomes ``INTEGER PRIMARY KEY``: the rowid itself, no separate index.
+
+        The column then holds only integers (its logical type) and the rows are stored in key order.
+        """
+        logical = dict(columns)
+        if len(key) != 1 or logical.get(key[0]) != "integer":
+            super().create_table(table, columns, key)
+            return
+        types = {name: "INTEGER PRIMARY KEY" if name == key[0] else self.ddl_type(kind) for name, kind in columns}
+        defs = [f"{quote(name)} {declared}" for name, declared in types.items()]
+        self.execute(f"CREATE TABLE {table.sql} ({', '.join(defs)})")
+
     def family(self, declared: str) -> str:
         upper = declared.upper()
         return next((logical for fragment, logical in _FAMILIES if fragment in upper), "any")
@@ -123,20 +136,35 @@ class SqliteWarehouse(Warehouse):
         self.execute(f"CREATE TEMP TABLE {stage} ({defs})")
         return stage
 
-    def write_rows(self, target: str, names: Sequence[str], batch: pa.RecordBatch) -> None:
+    def write_rows(self, target: str, names: Sequence[str], batch: pa.RecordBatch) -> int:
         marks = ", ".join("?" * len(names))
         rows = zip(*(_python_values(column) for column in batch.columns), strict=True)
         self.cursor.executemany(f"INSERT INTO {target} ({quote_list(names)}) VALUES ({marks})", rows)
+        return int(self.cursor.rowcount)
 
     def drop_stage(self, stage: str) -> None:
         self.execute(f"DROP TABLE {stage}")
 
 
 def _python_values(column: pa.Array) -> list[Any]:
-    """A column as Python values; numbers without NULLs go through NumPy, which is much faster."""
-    import pyarrow as pa
+    """A column as exact Python values, converted in C by NumPy's ``tolist``.
+
+    ``to_pylist()`` builds a pyarrow scalar per value (most of the write's time for text). NumPy
+    keeps ints, floats, booleans and text exact, with None for NULL text and booleans; NULL
+    numbers come back as NaN, which for a float column is what SQLite stores for NaN too (NULL),
+    and which for an integer column is patched back to None (the rest filled with 0, so ints stay ints).
+    """
+    import pyarrow.types as pt
 
     kind = column.type
-    if column.null_count == 0 and (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+    if pt.is_integer(kind) and column.null_count:
+        import numpy as np
+
+        values = column.fill_null(0).to_numpy(zero_copy_only=False).tolist()
+        for i in np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False)).tolist():
+            values[i] = None
+        return values
+    checks = (pt.is_integer, pt.is_floating, pt.is_boolean, pt.is_string, pt.is_large_string, pt.is_string_view)
+    if any(check(kind) for check in checks):
         return column.to_numpy(zero_copy_only=False).tolist()
     return column.to_pylist()
