@@ -14,10 +14,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from airflow_agent_provider.contracts import DatasetRef, StageResult
 from airflow_agent_provider.engines import staging
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 LoadStrategy = Literal["insert", "upsert", "replace"]
 STRATEGIES: tuple[str, ...] = ("insert", "upsert", "replace")
 PROGRESS_EVERY_S = 5.0
+T = TypeVar("T")
 
 
 def open_warehouse(engine: sqlalchemy.engine.Engine) -> Warehouse:
@@ -302,10 +303,16 @@ class _LoadRun:
     def _copy_into(self, target: str) -> int:
         """Write every staged row into ``target``; returns the rows the database reported written."""
         names, written = [c.name for c in self.columns], 0
-        for batch in self.staged.batches(self.columns, self.wh.wire_type, self.request.batch_rows):
-            written += self.wh.write_rows(target, names, batch)
-            self.progress.advance(batch.num_rows)
+        payloads = self._encoded()
+        with contextlib.closing(read_ahead(payloads) if self.wh.read_ahead else payloads) as stream:
+            for payload, rows in stream:
+                written += self.wh.write_rows(target, names, payload)
+                self.progress.advance(rows)
         return written
+
+    def _encoded(self) -> Generator[tuple[Any, int], None, None]:
+        for batch in self.staged.batches(self.columns, self.wh.wire_type, self.request.batch_rows):
+            yield self.wh.encode(batch), batch.num_rows
 
     def _checks(self, before: int, after: int) -> dict[str, bool]:
         """The post-load checks, run inside the load's transaction."""
@@ -337,6 +344,49 @@ class _LoadRun:
         if self.key_indexed:
             return int(wh.scalar(present_keys(self.table, self.stage, key))), 0
         return 0, int(wh.scalar(duplicate_keys(self.table, key, among=self.stage)))
+
+
+def read_ahead(items: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
+    """``items``, produced by a thread at most ``depth`` ahead of the consumer.
+
+    The thread is stopped and joined before this generator ends (exhausted, closed or raising), so
+    what it reads (the DuckDB connection) is never used after; its error is raised here.
+    """
+    import queue
+    import threading
+
+    box: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[bool, Any]) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(queue.Full):
+                box.put(entry, timeout=0.1)
+                return
+
+    def produce() -> None:
+        try:
+            for item in items:
+                put((False, item))
+                if stop.is_set():
+                    return
+            put((True, None))
+        except BaseException as err:  # handed to the consumer, which raises it
+            put((True, err))
+
+    thread = threading.Thread(target=produce, name="load-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            last, value = box.get()
+            if last and value is not None:
+                raise value
+            if last:
+                return
+            yield value
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _has_unique(wh: Warehouse, table: TableName, key: Sequence[str]) -> bool:

@@ -57,6 +57,9 @@ class Warehouse(ABC):
     # Build a new table's primary key after its rows are in (one bulk index build instead of
     # maintaining the index row by row); a dialect that cannot add a primary key later keeps False.
     key_after_write: ClassVar[bool] = False
+    # Encode the next batch in a thread while this one is written: worth it where the write waits
+    # on the server (COPY); not where it holds the GIL row by row (SQLite's executemany).
+    read_ahead: ClassVar[bool] = False
 
     def __init__(self, raw: Any) -> None:
         self.raw = raw
@@ -144,9 +147,13 @@ class Warehouse(ABC):
     def create_stage(self, columns: Sequence[tuple[str, str]]) -> str:
         """Create the temporary staging table; returns its SQL name."""
 
+    def encode(self, batch: pa.RecordBatch) -> Any:
+        """A batch in the form :meth:`write_rows` sends (may run in the read-ahead thread)."""
+        return batch
+
     @abstractmethod
-    def write_rows(self, target: str, names: Sequence[str], batch: pa.RecordBatch) -> int:
-        """Bulk-write one batch into a table (the target or the staging table); returns the rows the database wrote."""
+    def write_rows(self, target: str, names: Sequence[str], payload: Any) -> int:
+        """Bulk-write one encoded batch into a table (the target or the staging table); returns the rows written."""
 
     @abstractmethod
     def drop_stage(self, stage: str) -> None: ...
@@ -217,11 +224,12 @@ class Staged:
             raise LoadError(f"{nulls} staged rows for {table} have a NULL in the key ({', '.join(key)})")
         keys = quote_list(key)
         dupes = f"SELECT {keys} FROM {self.scan} GROUP BY {keys} HAVING count(*) > 1"
-        found = self.row(f"SELECT (SELECT count(*) FROM ({dupes})), * FROM ({dupes}) LIMIT 1")
-        if found:
+        count = self.scalar(f"SELECT count(*) FROM ({dupes})")  # one aggregation; the example only on failure
+        if count:
+            example = self.row(f"{dupes} LIMIT 1")
             raise LoadError(
-                f"{found[0]} duplicate keys for ({', '.join(key)}) in the staged data for {table}, "
-                f"e.g. ({', '.join(str(v) for v in found[1:])})"
+                f"{count} duplicate keys for ({', '.join(key)}) in the staged data for {table}, "
+                f"e.g. ({', '.join(str(v) for v in example)})"
             )
 
     def row(self, sql: str) -> tuple[Any, ...]:

@@ -36,6 +36,7 @@ _FAMILIES = (
     (("date",), "date"),
     (("timestamp",), "timestamp"),
 )
+COPY_CHUNK = 1 << 20  # bytes per read of the CSV buffer during COPY
 _RELKIND = """
 SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = %s AND c.relname = %s
@@ -61,6 +62,7 @@ class PostgresWarehouse(Warehouse):
 
     dialect = "postgresql"
     key_after_write = True
+    read_ahead = True
 
     def __init__(self, raw: Any) -> None:
         super().__init__(raw)
@@ -127,14 +129,16 @@ class PostgresWarehouse(Warehouse):
         self.execute(f"CREATE TEMP TABLE {stage} ({defs}) ON COMMIT DROP")
         return stage
 
-    def write_rows(self, target: str, names: Sequence[str], batch: pa.RecordBatch) -> int:
+    def encode(self, batch: pa.RecordBatch) -> bytes:
         import pyarrow.csv as pacsv
 
         buffer = io.BytesIO()
         pacsv.write_csv(batch, buffer, pacsv.WriteOptions(include_header=False))
-        buffer.seek(0)
+        return buffer.getvalue()
+
+    def write_rows(self, target: str, names: Sequence[str], payload: bytes) -> int:
         sql = f"COPY {target} ({quote_list(names)}) FROM STDIN WITH (FORMAT csv, ENCODING 'UTF8')"
-        self.cursor.copy_expert(sql, buffer)
+        self.cursor.copy_expert(sql, io.BytesIO(payload), size=COPY_CHUNK)
         return int(self.cursor.rowcount)
 
     def drop_stage(self, stage: str) -> None:
