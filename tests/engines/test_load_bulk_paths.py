@@ -1,0 +1,156 @@
+"""The load engine's bulk-write paths: multi-row SQLite inserts, the rowid key, the key built after COPY, read-ahead."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pyarrow as pa
+import pytest
+import sqlalchemy as sa
+
+from airflow_agent_provider.contracts import DatasetRef
+from airflow_agent_provider.engines import load_plan, load_sqlite, staging
+from airflow_agent_provider.engines.load import load_dataset, read_ahead
+from airflow_agent_provider.exceptions import LoadError
+
+Stage = Callable[..., DatasetRef]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest) -> Iterator[sa.Engine]:
+    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+    eng = sa.create_engine(url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def stage(staging_root: str) -> Stage:
+    counter = itertools.count()
+
+    def make(*parts: dict[str, Any] | pa.Table) -> DatasetRef:
+        writer = staging.DatasetWriter(f"{staging_root}/bulk_{next(counter)}")
+        for part in parts:
+            writer.write(part if isinstance(part, pa.Table) else pa.table(part))
+        return writer.finish()
+
+    return make
+
+
+def run(engine: sa.Engine, sql: str) -> list[tuple[Any, ...]]:
+    with engine.begin() as conn:
+        result = conn.exec_driver_sql(sql)
+        return [tuple(r) for r in result] if result.returns_rows else []
+
+
+def events(first: int, count: int) -> dict[str, Any]:
+    """Rows whose nullable integers, floats, booleans and text have NULLs at different places."""
+    ids = list(range(first, first + count))
+    return {
+        "id": ids,
+        "n": pa.array([None if i % 7 == 0 else i * 3 for i in ids], pa.int64()),
+        "x": [None if i % 5 == 0 else i / 4 for i in ids],
+        "flag": [None if i % 3 == 0 else i % 2 == 0 for i in ids],
+        "s": [None if i % 11 == 0 else f"s{i}" for i in ids],
+    }
+
+
+def expected(first: int, count: int) -> list[tuple[Any, ...]]:
+    data = events(first, count)
+    flags = [None if f is None else int(f) for f in data["flag"]]
+    return list(zip(data["id"], data["n"].to_pylist(), data["x"], flags, data["s"], strict=True))
+
+
+class TestMultiRowInserts:
+    @pytest.mark.parametrize("per", [1, 3, 500], ids=["row-by-row", "3-per-statement", "default"])
+    def test_every_row_lands_once_with_exact_values(
+        self, sqlite_url: str, stage: Stage, monkeypatch: pytest.MonkeyPatch, per: int
+    ) -> None:
+        monkeypatch.setattr(load_sqlite, "ROWS_PER_INSERT", per)
+        engine = sa.create_engine(sqlite_url)
+        ref = stage(events(0, 1234), events(1234, 17))  # neither part nor batch a multiple of the group
+        result = load_dataset(ref, engine=engine, target_table="ev", upsert_key=["id"], batch_rows=700)
+        got = run(engine, "SELECT id, n, x, flag, s FROM ev ORDER BY id")
+        assert got == expected(0, 1251)
+        assert run(engine, "SELECT DISTINCT typeof(n) FROM ev ORDER BY 1") == [("integer",), ("null",)]
+        assert result.metrics["rows_inserted"] == 1251
+        engine.dispose()
+
+    def test_a_wide_table_stays_under_the_parameter_limit(
+        self, sqlite_url: str, stage: Stage, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(load_sqlite, "MAX_PARAMETERS", 999)  # SQLite builds before 3.32
+        engine = sa.create_engine(sqlite_url)
+        wide = {f"c{j}": list(range(j, j + 300)) for j in range(120)}
+        load_dataset(stage(wide), engine=engine, target_table="wide")
+        assert run(engine, "SELECT count(*), sum(c119) FROM wide") == [(300, sum(range(119, 419)))]
+        engine.dispose()
+
+
+class TestNewTableKeys:
+    def test_a_single_integer_key_is_the_sqlite_rowid(self, sqlite_url: str, stage: Stage) -> None:
+        engine = sa.create_engine(sqlite_url)
+        load_dataset(stage(events(0, 50)), engine=engine, target_table="ev", load_strategy="upsert", upsert_key=["id"])
+        assert run(engine, "SELECT name, type, pk FROM pragma_table_info('ev') WHERE pk > 0") == [("id", "INTEGER", 1)]
+        assert run(engine, "SELECT count(*) FROM pragma_index_list('ev')") == [(0,)]  # no second index
+        assert run(engine, "SELECT count(*) FROM ev WHERE rowid = id") == [(50,)]
+        changed = events(40, 20)
+        again = load_dataset(
+            stage(changed), engine=engine, target_table="ev", load_strategy="upsert", upsert_key=["id"]
+        )
+        assert (again.metrics["rows_inserted"], again.metrics["rows_updated"]) == (10, 0)
+        assert run(engine, "SELECT id, n, x, flag, s FROM ev ORDER BY id") == expected(0, 60)
+
+    def test_a_text_key_keeps_an_ordinary_primary_key_on_sqlite(self, sqlite_url: str, stage: Stage) -> None:
+        engine = sa.create_engine(sqlite_url)
+        load_dataset(stage({"code": ["a", "b"], "v": [1, 2]}), engine=engine, target_table="t", upsert_key=["code"])
+        assert run(engine, "SELECT name, type, pk FROM pragma_table_info('t') WHERE pk > 0") == [("code", "TEXT", 1)]
+
+    def test_the_key_built_after_the_copy_is_the_primary_key(self, pg_url: str, stage: Stage) -> None:
+        engine = sa.create_engine(pg_url)
+        result = load_dataset(stage(events(0, 300)), engine=engine, target_table="ev", upsert_key=["id"])
+        pk = sa.inspect(engine).get_pk_constraint("ev")
+        assert (pk["constrained_columns"], pk["name"]) == (["id"], "ev_pkey")  # the name an inline key gets
+        assert result.metrics["load_validation"] == {
+            "row_count_match": True,
+            "schema_match": True,
+            "no_duplicates": True,
+        }
+        assert run(engine, "SELECT id, n, x, flag, s FROM ev ORDER BY id") == [
+            (i, n, x, None if f is None else bool(f), s) for i, n, x, f, s in expected(0, 300)
+        ]
+        engine.dispose()
+
+    def test_a_key_the_database_refuses_rolls_the_new_table_back(
+        self, engine: sa.Engine, stage: Stage, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The staged keys are checked first; should duplicates still reach the key build, nothing remains."""
+        monkeypatch.setattr(load_plan.Staged, "refuse_bad_keys", lambda self, key, table: None)
+        with pytest.raises(LoadError, match="rolled back"):
+            load_dataset(stage({"id": [1, 1], "v": [1, 2]}), engine=engine, target_table="dup", upsert_key=["id"])
+        assert "dup" not in sa.inspect(engine).get_table_names()
+
+
+class TestReadAhead:
+    def test_items_arrive_in_order(self) -> None:
+        assert list(read_ahead(iter(range(100)), depth=2)) == list(range(100))
+
+    def test_a_producer_error_is_raised_to_the_consumer(self) -> None:
+        def items() -> Iterator[int]:
+            yield 1
+            raise ValueError("bad batch")
+
+        got: list[int] = []
+        with pytest.raises(ValueError, match="bad batch"):
+            got.extend(read_ahead(items()))
+        assert got == [1]
+
+    def test_closing_early_stops_and_joins_the_thread(self) -> None:
+        before = threading.active_count()
+        stream = read_ahead(iter(range(10_000)), depth=1)
+        assert next(stream) == 0
+        stream.close()
+        assert threading.active_count() == before
