@@ -23,7 +23,7 @@ from typing import Any
 from airflow_agent_provider.contracts import DatasetRef, Issue, QualityRule, StageResult
 from airflow_agent_provider.contracts.specs import LOGICAL_TYPES
 from airflow_agent_provider.engines.staging import columns_of, logical_type, part_files, quote_ident
-from airflow_agent_provider.engines.validate_rules import finish_check, plan_rule, sandbox, show, utc
+from airflow_agent_provider.engines.validate_rules import finish_check, plan_rule, show, utc
 from airflow_agent_provider.engines.validate_scan import (
     Check,
     Scan,
@@ -33,6 +33,7 @@ from airflow_agent_provider.engines.validate_scan import (
     file_list,
     footer_stats,
     measure,
+    sandbox,
 )
 
 _CAST_TARGET = {

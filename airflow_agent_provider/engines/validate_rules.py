@@ -15,14 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow_agent_provider.contracts import Issue, QualityRule
-from airflow_agent_provider.engines.staging import connect, logical_type, part_files, quote_ident
+from airflow_agent_provider.engines.staging import logical_type, quote_ident
 from airflow_agent_provider.engines.validate_scan import Check, ColumnStats, Scan
-
-if TYPE_CHECKING:
-    import duckdb
 
 MESSAGE_VALUE_CHARS = 40
 MESSAGE_LIST_ITEMS = 10
@@ -382,18 +379,6 @@ def finish_check(scan: Scan, check: Check, values: tuple[Any, ...] | Exception) 
         return check.finish(scan, values)
     except duckdb.Error as err:
         return rule_error(scan, check.rule, str(err))
-
-
-def sandbox(uri: str, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
-    """A connection for custom predicates: the dataset as Arrow (typed like ``con``'s view), no file access."""
-    import pyarrow.dataset as ds
-
-    schema = con.sql("SELECT * FROM data LIMIT 0").to_arrow_table().schema
-    locked = connect()
-    locked.register("data", ds.dataset(part_files(uri), schema=schema, format="parquet"))
-    locked.execute("SET enable_external_access = false")
-    locked.execute("SET lock_configuration = true")
-    return locked
 
 
 def utc(moment: datetime | None) -> datetime:

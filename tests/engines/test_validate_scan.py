@@ -212,9 +212,12 @@ class TestOneScan:
         ]
 
 
+FORK_RULES = [{"rule": "unique", "column": "id"}, {"rule": "sql", "predicate": "id < 4"}]
+
+
 def _validate_in_child(uri: str, queue: Any) -> None:
     ref = describe(uri)
-    queue.put([i.affected_rows for i in run(ref, [{"rule": "unique", "column": "id"}]).issues])
+    queue.put([i.affected_rows for i in run(ref, FORK_RULES).issues])
 
 
 class TestSharedDatabase:
@@ -233,9 +236,21 @@ class TestSharedDatabase:
 
         assert got == {n: ([n] if n > 1 else []) for n in range(1, 9)}
 
+    def test_custom_predicates_on_the_shared_sandbox_see_only_their_own_rows(self, staging_root: str) -> None:
+        small = stage_parts(staging_root, "small", [{"id": [1, -1]}], statistics=True)
+        large = stage_parts(staging_root, "large", [{"id": [-1, -2, -3, 4]}], statistics=True)
+        positive = [{"rule": "sql", "predicate": "id > 0"}]
+        other_file = [{"rule": "sql", "predicate": f"(SELECT count(*) FROM read_parquet('{small.uri}/*.parquet')) = 2"}]
+
+        counts = [run(ref, positive).issues[0].affected_rows for ref in (small, large, small)]
+        escape = run(large, other_file).issues[0]
+
+        assert counts == [1, 3, 1]
+        assert escape.type == "rule_error"
+
     def test_forked_child_validates_with_its_own_database(self, staging_root: str) -> None:
         ref = stage_parts(staging_root, "forked", [{"id": [4, 4, 4]}], statistics=True)
-        run(ref, [{"rule": "unique", "column": "id"}])  # the parent opens its database first
+        run(ref, FORK_RULES)  # the parent opens its databases (shared and sandbox) first
         context = multiprocessing.get_context("fork")
         queue = context.Queue()
         child = context.Process(target=_validate_in_child, args=(ref.uri, queue))
@@ -243,4 +258,4 @@ class TestSharedDatabase:
         child.join(timeout=60)
 
         assert child.exitcode == 0
-        assert queue.get(timeout=5) == [3]
+        assert queue.get(timeout=5) == [3, 3]
