@@ -13,6 +13,7 @@ rows, no file.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -24,6 +25,7 @@ from airflow_agent_provider.engines.validate_scan import Check, ColumnStats, Sca
 MESSAGE_VALUE_CHARS = 40
 MESSAGE_LIST_ITEMS = 10
 BITMAP_MAX_SPAN = 1 << 26  # unique over integers with a known span up to this wide: a bitmap (8 MiB), no hash table
+BITMAP_BUDGET_BITS = 1 << 29  # every DuckDB thread holds a bitmap of its own: 64 MiB over all of them
 _BITMAP_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
 
 
@@ -126,7 +128,7 @@ def _unique(scan: Scan, rule: QualityRule, col: str, key: str) -> Check:
     bitmap = exact
     if scan.types[str(rule.column)].upper() in _BITMAP_TYPES and stats.low is not None and stats.high is not None:
         lo, hi = int(stats.low), int(stats.high)
-        if hi - lo < BITMAP_MAX_SPAN:
+        if hi - lo < min(BITMAP_MAX_SPAN, BITMAP_BUDGET_BITS // (os.cpu_count() or 1)):
             bitmap = (f"count({col})", f"bit_count(bitstring_agg({col}, {lo}, {hi}))")
 
     def finish(scan: Scan, values: tuple[Any, ...]) -> Issue | None:
