@@ -1,14 +1,19 @@
 """Transform stage: named transformations over staged datasets, run in an isolated DuckDB.
 
 Each input dataset is a table named after it; each transformation's result becomes a table under
-its own ``name`` for the ones after it; the last result is streamed to Parquet. SQL steps are
-lazy views, so a chain of SQL steps is computed once, when the output is written; a step read
-more than once is materialized as a table (DuckDB spills it to disk under its memory limit).
+its own ``name`` for the ones after it; the last result is written by DuckDB itself
+(``COPY ... TO`` a staged folder, streamed under its memory limit). SQL steps are lazy views, so
+a chain of SQL steps is computed once, when the output is written; a step read more than once
+is materialized as a table (DuckDB spills it to disk under its memory limit).
 
-Isolation: before any transformation runs, the inputs are registered as lazy ``pyarrow.dataset``
-scans and DuckDB's external access is switched off and its configuration locked, so neither the
-DAG author's SQL nor SQL written by Claude can read files (``read_csv``), write them (``COPY``),
-attach databases or install extensions. Each SQL step must be a single SELECT query.
+Isolation, two locks. (1) Before any transformation runs, the inputs become views over their
+staged part files (native ``read_parquet``), DuckDB may reach files only under those folders, the
+output folders and its own spill folder (``allowed_directories``), external access is otherwise off
+and the configuration locked: no other file, no network, no ``ATTACH`` elsewhere, no ``INSTALL``,
+no ``SET``. (2) Each SQL step must be a single SELECT whose only tables are the inputs, earlier
+steps and its own CTEs (checked on DuckDB's parse tree): no table functions (``read_parquet``,
+``glob``...) and no file paths as tables, so a step cannot read the allowed folders' files by
+path nor write to them (``COPY`` is not a SELECT). Only this module's own ``COPY`` writes.
 
 Python steps (``callable``) receive pandas DataFrames and so load their input into memory: use
 them on data that fits, and keep heavy work in SQL.
@@ -17,9 +22,12 @@ them on data that fits, and keep heavy work in SQL.
 from __future__ import annotations
 
 import importlib
+import json
+import os
 import re
+import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from functools import reduce
 from typing import TYPE_CHECKING, Any
@@ -27,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_agent_provider.contracts import DatasetRef, StageResult, Transformation
 from airflow_agent_provider.contracts.specs import check_name
 from airflow_agent_provider.engines import staging
-from airflow_agent_provider.engines.staging import quote_ident
+from airflow_agent_provider.engines.staging import quote_ident, sql_literal
 from airflow_agent_provider.exceptions import TransformError
 
 if TYPE_CHECKING:
@@ -38,14 +46,33 @@ SqlWriter = Callable[[Transformation, Mapping[str, Mapping[str, str]]], str]
 """(transformation, {table: {column: DuckDB type}}) -> SQL; the Claude layer supplies it."""
 
 OUTPUT_BATCH_ROWS = 500_000
+"""Rows per Arrow batch when the output goes to a remote (fsspec) folder through Python."""
+MEMORY_LIMIT = "512MB"
+"""DuckDB's memory limit for a transform, unless ``AGENT_PROVIDER_DUCKDB_MEMORY`` says otherwise."""
+OUTPUT_COMPRESSION = "snappy"
+TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest"})
+"""The table functions a step may call: they make rows, they read nothing."""
+_PATH_CHARS = re.compile(r"[./\\:]")
+"""A table name with these could be a file DuckDB scans in its place (``FROM 'x.parquet'``)."""
 
 
-def isolated_connection(inputs: Mapping[str, DatasetRef]) -> duckdb.DuckDBPyConnection:
-    """A DuckDB with each input visible as a table, no file or network access, settings locked."""
-    con = staging.connect()
+def isolated_connection(inputs: Mapping[str, DatasetRef], *, writable: Sequence[str] = ()) -> duckdb.DuckDBPyConnection:
+    """A DuckDB with each input a view over its part files; files reachable only in those folders.
+
+    :param inputs: dataset name -> staged dataset; each becomes a view named after the dataset.
+    :param writable: local folders this module writes with ``COPY`` (the output, kept steps).
+    """
+    con = staging.connect(memory_limit=os.environ.get("AGENT_PROVIDER_DUCKDB_MEMORY") or MEMORY_LIMIT)
     try:
+        folders = {os.path.abspath(folder) for folder in writable}  # DuckDB adds its spill folder itself
         for name, ref in inputs.items():
-            con.register(name, _arrow_dataset(con, ref.uri))
+            files = [os.path.abspath(f) for f in staging.part_files(ref.uri)]
+            folders.update(os.path.dirname(f) for f in files)
+            scan = f"read_parquet([{', '.join(sql_literal(f) for f in files)}], union_by_name = true)"
+            con.execute(f"CREATE VIEW {quote_ident(name)} AS SELECT * FROM {scan}")
+        allowed = ", ".join(sql_literal(folder.rstrip("/") + "/") for folder in sorted(folders))
+        con.execute(f"SET allowed_directories = [{allowed}]")
+        con.execute("SET python_enable_replacements = false")
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
     except BaseException:
@@ -54,12 +81,11 @@ def isolated_connection(inputs: Mapping[str, DatasetRef]) -> duckdb.DuckDBPyConn
     return con
 
 
-def _arrow_dataset(con: duckdb.DuckDBPyConnection, uri: str) -> Any:
-    """A lazy scan of a staged dataset, typed as DuckDB reconciles its parts (``union_by_name``)."""
-    import pyarrow.dataset as ds
-
-    schema = con.sql(f"SELECT * FROM {staging.scan_sql(uri)} LIMIT 0").arrow().schema
-    return ds.dataset(staging.part_files(uri), format="parquet", schema=schema)
+def _local_folder(uri: str) -> str | None:
+    """The local path of a staging folder URI, ``None`` for a remote (fsspec) one."""
+    if uri.startswith("file://"):
+        return os.path.abspath(uri[len("file://") :])
+    return None if "://" in uri else os.path.abspath(uri)
 
 
 def run_transformations(
@@ -91,7 +117,8 @@ def run_transformations(
     keep = dict(keep_intermediate or {})
     _check_arguments(inputs, transformations, output_dataset, keep)
     started, clock = datetime.now(timezone.utc), time.monotonic()
-    con = isolated_connection(inputs)
+    writable = [_local_folder(uri) for uri in [output_uri, *keep.values()]]
+    con = isolated_connection(inputs, writable=[folder for folder in writable if folder])
     try:
         run = _Run(con, list(inputs), write_sql, keep, log or (lambda _line: None))
         for transformation in transformations:
@@ -190,6 +217,7 @@ class _Run:
     def _sql(self, transformation: Transformation) -> int | None:
         sql = transformation.sql or self._written_sql(transformation)
         query = _single_select(self.con, transformation.name, sql)
+        _reads_only_tables(self.con, transformation.name, query, {*self.inputs, *self.steps})
         for view, count in _references(query, self.views).items():
             self._use(view, count)
         self.con.execute(f"CREATE VIEW {quote_ident(transformation.name)} AS {query}\n")
@@ -270,17 +298,37 @@ class _Run:
         return output, kept
 
     def _write(self, name: str, uri: str) -> DatasetRef:
-        clock = time.monotonic()
+        clock, folder = time.monotonic(), _local_folder(uri)
         try:
-            reader = self.con.sql(f"SELECT * FROM {quote_ident(name)}").to_arrow_reader(OUTPUT_BATCH_ROWS)
-            writer = staging.DatasetWriter(uri)
-            for batch in reader:
-                writer.write(batch)
-            ref = writer.finish(reader.schema)
+            ref = self._copy(name, folder, uri) if folder else self._stream(name, uri)
         except Exception as err:
             raise TransformError(name, _cause(err)) from err
         self.log(f"staged {name}: {ref.row_count} rows at {uri} in {time.monotonic() - clock:.3f}s")
         return ref
+
+    def _copy(self, name: str, folder: str, uri: str) -> DatasetRef:
+        """DuckDB writes the step to ``folder/part-00000.parquet``, rows never passing through Python."""
+        shutil.rmtree(folder, ignore_errors=True)
+        os.makedirs(folder)
+        target = sql_literal(f"{folder}/part-00000.parquet")
+        options = f"FORMAT parquet, COMPRESSION {OUTPUT_COMPRESSION}"
+        self.con.execute(f"COPY ({self._output_query(name)}) TO {target} ({options})").fetchall()
+        return staging.describe(uri)
+
+    def _output_query(self, name: str) -> str:
+        """``SELECT *`` of a step, HUGEINT (``sum`` of integers) as DECIMAL(38,0) as Arrow staged it, not DOUBLE."""
+        table = quote_ident(name)
+        wide = [column for column, kind in staging.columns_of(self.con, table).items() if kind == "HUGEINT"]
+        replace = ", ".join(f"CAST({quote_ident(c)} AS DECIMAL(38, 0)) AS {quote_ident(c)}" for c in wide)
+        return f"SELECT * REPLACE ({replace}) FROM {table}" if wide else f"SELECT * FROM {table}"
+
+    def _stream(self, name: str, uri: str) -> DatasetRef:
+        """A remote folder: Arrow batches through ``staging.DatasetWriter`` (fsspec)."""
+        reader = self.con.sql(self._output_query(name)).to_arrow_reader(OUTPUT_BATCH_ROWS)
+        writer = staging.DatasetWriter(uri)
+        for batch in reader:
+            writer.write(batch)
+        return writer.finish(reader.schema)
 
 
 def _single_select(con: duckdb.DuckDBPyConnection, name: str, sql: str) -> str:
@@ -292,6 +340,35 @@ def _single_select(con: duckdb.DuckDBPyConnection, name: str, sql: str) -> str:
         kinds = ", ".join(s.type.name for s in statements) or "nothing"
         raise TransformError(name, f"SQL must be a single SELECT query, got {kinds}")
     return statements[0].query.strip().rstrip(";")
+
+
+def _reads_only_tables(con: duckdb.DuckDBPyConnection, name: str, query: str, tables: set[str]) -> None:
+    """Refuse a query reading anything but ``tables`` and its CTEs: no table function, no file path."""
+    tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [query]).fetchall()[0][0])
+    if tree.get("error"):
+        raise TransformError(name, f"SQL must be a single SELECT query: {tree.get('error_message')}")
+    refused = next(_foreign_reads(tree, {t.lower() for t in tables}), None)
+    if refused:
+        raise TransformError(name, f"{refused} is not allowed: read the inputs and earlier steps by name")
+
+
+def _foreign_reads(node: Any, visible: set[str]) -> Iterator[str]:
+    """Table functions and table names in a ``json_serialize_sql`` tree that are not ``visible``."""
+    if isinstance(node, list):
+        for item in node:
+            yield from _foreign_reads(item, visible)
+        return
+    if not isinstance(node, dict):
+        return
+    visible = visible | {str(cte["key"]).lower() for cte in (node.get("cte_map") or {}).get("map", [])}
+    kind = node.get("type")
+    if kind == "TABLE_FUNCTION" and str(node["function"].get("function_name")).lower() not in TABLE_FUNCTIONS:
+        yield f"table function {node['function'].get('function_name')}()"
+    table = str(node.get("table_name") or "") if kind in ("BASE_TABLE", "SHOW_REF") else ""
+    if table and (table.lower() not in visible or _PATH_CHARS.search(table)):
+        yield f"table {table!r}"
+    for value in node.values():
+        yield from _foreign_reads(value, visible)
 
 
 def _references(query: str, views: Mapping[str, str]) -> dict[str, int]:
