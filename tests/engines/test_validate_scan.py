@@ -131,6 +131,7 @@ class TestFootersAgreeWithTheScan:
         )
 
         assert [(i.type, i.rule, i.affected_rows) for i in result.issues] == [("out_of_range", "range(amount)", 1)]
+        assert "(found 5.0 to nan)" in result.issues[0].message  # not the footers' NaN-blind max
 
 
 class _Recorder:
