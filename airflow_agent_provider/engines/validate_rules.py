@@ -13,6 +13,7 @@ rows, no file.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
@@ -159,6 +160,13 @@ def _duplicates(scan: Scan, rule: QualityRule, col: str) -> Issue | None:
     )
 
 
+def _floating(scan: Scan, rule: QualityRule) -> bool:
+    """A FLOAT or DOUBLE column: its Parquet footers leave NaN out of min and max, and DuckDB folds a
+    comparison the footers' range decides (``x > 100`` is false for every row, NaN included, when the
+    footers' max is 99), so a rule that NaN violates names NaN explicitly."""
+    return scan.types[str(rule.column)].upper() in ("FLOAT", "DOUBLE")
+
+
 def _in_list(scan: Scan, rule: QualityRule, col: str, key: str) -> Check:
     allowed = [v for v in rule.values or [] if v is not None]
     if logical_type(scan.types[str(rule.column)]) == "string":
@@ -166,6 +174,8 @@ def _in_list(scan: Scan, rule: QualityRule, col: str, key: str) -> Check:
     params = {f"{key}_v{i}": value for i, value in enumerate(allowed)}
     placeholders = ", ".join(f"${name}" for name in params)
     condition = f"{col} IS NOT NULL" + (f" AND {col} NOT IN ({placeholders})" if params else "")
+    if params and _floating(scan, rule) and not any(isinstance(v, float) and math.isnan(v) for v in allowed):
+        condition = f"{col} IS NOT NULL AND ({col} NOT IN ({placeholders}) OR isnan({col}))"
     # Over text the reader tests the list once per dictionary entry: ~10x cheaper alone than inside the shared scan.
     own = scan.types[str(rule.column)].upper() == "VARCHAR"
 
@@ -205,6 +215,8 @@ def _range(scan: Scan, rule: QualityRule, col: str, key: str) -> Check:
     bounds = {f"{key}_lo": (rule.min, "<"), f"{key}_hi": (rule.max, ">")}
     params = {name: value for name, (value, _) in bounds.items() if value is not None}
     condition = " OR ".join(f"{col} {op} ${name}" for name, (_, op) in bounds.items() if name in params)
+    if rule.max is not None and _floating(scan, rule):
+        condition += f" OR isnan({col})"  # NaN is above every bound
 
     def finish(scan: Scan, values: tuple[Any, ...]) -> Issue | None:
         bad, low, high = values

@@ -123,6 +123,24 @@ class TestFootersAgreeWithTheScan:
 
         assert [(i.type, i.affected_rows, i.sample) for i in result.issues] == [("duplicate_values", 2, [50])]
 
+    def test_nan_violates_in_every_query_shape_although_the_footers_leave_it_out(self, staging_root: str) -> None:
+        # DuckDB folds "amount > 100" to false from the footers' max (83.67), NaN rows included, in some
+        # query shapes (two FILTERs over the column): the shared scan must still count the NaN.
+        ref = stage_parts(staging_root, "folded", [{"amount": [59.67, NAN, 83.67, None, 75.66]}], statistics=True)
+        rules = [
+            {"rule": "range", "column": "amount", "max": 100},
+            {"rule": "range", "column": "amount", "min": 0, "max": 100},
+            {"rule": "in_list", "column": "amount", "values": [59.67, 83.67, 75.66]},
+        ]
+
+        result = run(ref, rules)
+
+        assert [(i.rule, i.affected_rows) for i in result.issues] == [
+            ("range(amount)", 1),
+            ("range(amount)", 1),
+            ("in_list(amount)", 1),
+        ]
+
     def test_nan_counts_against_an_upper_bound_the_footers_cannot_prove(self, staging_root: str) -> None:
         ref = stage_parts(staging_root, "nan", [{"amount": [NAN, 5.0, None]}], statistics=True)
 
