@@ -3,10 +3,12 @@
 The staged Parquet is read through DuckDB, which also answers every question about the data
 before the warehouse is touched: column names (checked as identifiers), duplicate and NULL keys,
 and whether values fit the existing columns. Then one warehouse transaction snapshots the target
-when asked, creates or widens it, bulk-copies the rows (COPY on PostgreSQL, ``executemany`` on
-SQLite) into a temporary table merged into the target (``INSERT ... ON CONFLICT`` for an upsert),
+when asked, creates or widens it, bulk-copies the rows (COPY on PostgreSQL, with the next
+batch encoded meanwhile; multi-row ``INSERT`` statements through ``executemany`` on SQLite) into a
+temporary table merged into the target (``INSERT ... ON CONFLICT`` for an upsert),
 or straight into the target when there is nothing to merge with (a new or replaced table, a plain
-append), and checks the result. A failed check or any error rolls everything back.
+append; a new PostgreSQL table gets its primary key after the COPY, one bulk index build), and
+checks the result. A failed check or any error rolls everything back.
 """
 
 from __future__ import annotations
@@ -14,14 +16,21 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_agent_provider.contracts import DatasetRef, StageResult
 from airflow_agent_provider.engines import staging
-from airflow_agent_provider.engines.load_plan import Column, Staged, Warehouse, plan_columns, schema_matches
+from airflow_agent_provider.engines.load_plan import (
+    Column,
+    Staged,
+    Warehouse,
+    plan_columns,
+    read_ahead,
+    schema_matches,
+)
 from airflow_agent_provider.engines.sqlsafe import (
     TableName,
     duplicate_example,
@@ -39,7 +48,6 @@ if TYPE_CHECKING:
 LoadStrategy = Literal["insert", "upsert", "replace"]
 STRATEGIES: tuple[str, ...] = ("insert", "upsert", "replace")
 PROGRESS_EVERY_S = 5.0
-T = TypeVar("T")
 
 
 def open_warehouse(engine: sqlalchemy.engine.Engine) -> Warehouse:
@@ -274,7 +282,7 @@ class _LoadRun:
         if existing is None:
             inline = () if self.wh.key_after_write else key
             self.wh.create_table(self.table, [(c.name, c.target) for c in self.columns], inline)
-            self.created, self.key_indexed = True, bool(key)  # a new table gets its key as primary key
+            self.created, self.key_indexed = True, bool(key)  # its primary key (PostgreSQL: built after the COPY)
             return []
         added = [c for c in self.columns if c.declared is None]
         for col in added:
@@ -344,49 +352,6 @@ class _LoadRun:
         if self.key_indexed:
             return int(wh.scalar(present_keys(self.table, self.stage, key))), 0
         return 0, int(wh.scalar(duplicate_keys(self.table, key, among=self.stage)))
-
-
-def read_ahead(items: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
-    """``items``, produced by a thread at most ``depth`` ahead of the consumer.
-
-    The thread is stopped and joined before this generator ends (exhausted, closed or raising), so
-    what it reads (the DuckDB connection) is never used after; its error is raised here.
-    """
-    import queue
-    import threading
-
-    box: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(entry: tuple[bool, Any]) -> None:
-        while not stop.is_set():
-            with contextlib.suppress(queue.Full):
-                box.put(entry, timeout=0.1)
-                return
-
-    def produce() -> None:
-        try:
-            for item in items:
-                put((False, item))
-                if stop.is_set():
-                    return
-            put((True, None))
-        except BaseException as err:  # handed to the consumer, which raises it
-            put((True, err))
-
-    thread = threading.Thread(target=produce, name="load-read-ahead", daemon=True)
-    thread.start()
-    try:
-        while True:
-            last, value = box.get()
-            if last and value is not None:
-                raise value
-            if last:
-                return
-            yield value
-    finally:
-        stop.set()
-        thread.join()
 
 
 def _has_unique(wh: Warehouse, table: TableName, key: Sequence[str]) -> bool:

@@ -2,15 +2,17 @@
 
 Everything here is decided before the warehouse is written to. DuckDB answers the questions about
 the staged Parquet (column names and types, NULL and duplicate keys, values that would not fit an
-existing column); a :class:`Warehouse` is the dialect's side of one load transaction.
+existing column); a :class:`Warehouse` is the dialect's side of one load transaction, and
+:func:`read_ahead` encodes the next batch while the warehouse writes the current one.
 """
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from airflow_agent_provider.contracts import DatasetRef
 from airflow_agent_provider.engines import staging
@@ -20,6 +22,8 @@ from airflow_agent_provider.exceptions import LoadError, SchemaConflict
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
+
+T = TypeVar("T")
 
 # The DuckDB type each logical type travels as.
 _DUCK_TYPES = {
@@ -299,3 +303,46 @@ def schema_matches(wh: Warehouse, table: TableName, columns: Sequence[Column]) -
         if family != "any" and (col.incoming, family) not in _COMPATIBLE:
             return False
     return True
+
+
+def read_ahead(items: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
+    """``items``, produced by a thread at most ``depth`` ahead of the consumer.
+
+    The thread is stopped and joined before this generator ends (exhausted, closed or raising), so
+    what it reads (the DuckDB connection) is never used after; its error is raised here.
+    """
+    import queue
+    import threading
+
+    box: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[bool, Any]) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(queue.Full):
+                box.put(entry, timeout=0.1)
+                return
+
+    def produce() -> None:
+        try:
+            for item in items:
+                put((False, item))
+                if stop.is_set():
+                    return
+            put((True, None))
+        except BaseException as err:  # handed to the consumer, which raises it
+            put((True, err))
+
+    thread = threading.Thread(target=produce, name="load-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            last, value = box.get()
+            if last and value is not None:
+                raise value
+            if last:
+                return
+            yield value
+    finally:
+        stop.set()
+        thread.join()

@@ -1,5 +1,7 @@
 """The SQLite side of a load: one ``BEGIN IMMEDIATE`` transaction (DDL included), rows written
-with ``executemany`` into a TEMP table (or straight into a new or replaced target).
+with ``executemany`` of multi-row ``INSERT`` statements into a TEMP table (or straight into a new
+or replaced target). A new table whose key is one integer column keys it as ``INTEGER PRIMARY KEY``
+(the rowid: no second index, rows kept in key order).
 
 SQLite has no DATE, TIMESTAMP or BOOLEAN storage: dates and timestamps are kept as ISO text,
 booleans as 0/1 integers. Two float values cannot be kept: SQLite stores NaN as NULL, and -0.0

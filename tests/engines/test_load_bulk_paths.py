@@ -13,7 +13,8 @@ import sqlalchemy as sa
 
 from airflow_agent_provider.contracts import DatasetRef
 from airflow_agent_provider.engines import load_plan, load_sqlite, staging
-from airflow_agent_provider.engines.load import load_dataset, read_ahead
+from airflow_agent_provider.engines.load import load_dataset
+from airflow_agent_provider.engines.load_plan import read_ahead
 from airflow_agent_provider.exceptions import LoadError
 
 Stage = Callable[..., DatasetRef]
