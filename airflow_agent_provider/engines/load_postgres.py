@@ -47,6 +47,7 @@ FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON
 WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum
 """
+_LOCK_NAMESPACE = "airflow_agent_provider.load"
 _UNIQUE_KEYS = """
 SELECT array_agg(a.attname::text)
 FROM pg_index i
@@ -116,7 +117,14 @@ class PostgresWarehouse(Warehouse):
         return [frozenset(r[0]) for r in self.fetchall(_UNIQUE_KEYS, (table.schema, table.name))]
 
     def lock(self, table: TableName) -> None:
-        """Keep concurrent writers out (readers still read) so the row-count checks hold."""
+        """Serialise loads of the same table, then keep other writers out (readers still read).
+
+        The advisory lock, held until commit, comes first: two loads that both find the table
+        missing (the first runs of a parallel backfill) would otherwise both create it, and the
+        second would fail on PostgreSQL's catalog. The second now waits, then finds the table.
+        The table lock keeps writers outside this provider away so the row-count checks hold.
+        """
+        self.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{_LOCK_NAMESPACE}:{table.sql}",))
         if self.scalar(_RELKIND, (table.schema, table.name)) is not None:
             self.execute(f"LOCK TABLE {table.sql} IN SHARE ROW EXCLUSIVE MODE")
 

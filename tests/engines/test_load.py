@@ -637,3 +637,28 @@ class TestSqliteConcurrency:
             other.close()
         assert result.metrics["rows_loaded"] == 1
         engine.dispose()
+
+
+class TestConcurrentFirstLoads:
+    def test_parallel_loads_into_a_missing_table_create_it_once_and_all_land(
+        self, engine: sa.Engine, stage: Stage
+    ) -> None:
+        """The first runs of a parallel backfill all find the table missing; none may fail creating it."""
+        import threading
+        from concurrent.futures import ThreadPoolExecutor
+
+        days = [DAY + dt.timedelta(days=i) for i in range(4)]
+        refs = [stage(daily([1, 2, 3], [i, i + 1, i + 2], day)) for i, day in enumerate(days)]
+        for table in ("ued_a", "ued_b", "ued_c"):  # the race is a matter of timing: give it three chances
+            start = threading.Barrier(len(refs))
+
+            def load(ref: DatasetRef, table: str = table, start: threading.Barrier = start) -> int:
+                start.wait()
+                result = load_dataset(ref, engine=engine, target_table=table, load_strategy="upsert", upsert_key=KEY)
+                return int(result.metrics["rows_loaded"])
+
+            with ThreadPoolExecutor(len(refs)) as pool:
+                loaded = list(pool.map(load, refs))
+            assert loaded == [3, 3, 3, 3]
+            assert len(rows(engine, table)) == 12
+            assert sorted({r[1] for r in rows(engine, table, DAILY_COLUMNS)}) == [str(d) for d in days]
