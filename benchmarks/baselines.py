@@ -201,27 +201,12 @@ def _write_sqlite(url: str, table: str, columns: list[tuple[str, str]], reader: 
         con.execute(f'CREATE TABLE "{table}" ({ddl})')
         insert = f'INSERT INTO "{table}" VALUES ({", ".join("?" * len(columns))})'
         for batch in reader:
-            con.executemany(insert, zip(*(_python_values(col) for col in batch.columns), strict=True))
+            con.executemany(insert, zip(*(col.to_pylist() for col in batch.columns), strict=True))
             rows += batch.num_rows
         con.execute("COMMIT")
     finally:
         con.close()
     return rows
-
-
-def _python_values(column: Any) -> list[Any]:
-    """A column as Python values, the fastest exact way: NumPy's ``tolist`` unless numbers hold NULLs.
-
-    ``to_pylist()`` builds a pyarrow scalar per value (about 2 s of the 3.5 s it takes to write a
-    million 11-column rows); NumPy converts strings, booleans and NULL-free numbers in C. Numbers
-    with NULLs would come back as NaN, so they keep ``to_pylist()``.
-    """
-    import pyarrow as pa
-
-    numeric = pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
-    if numeric and column.null_count:
-        return column.to_pylist()
-    return column.to_numpy(zero_copy_only=False).tolist()
 
 
 def _write_postgres(url: str, table: str, columns: list[tuple[str, str]], reader: Any) -> int:
