@@ -20,9 +20,9 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from airflow_agent_provider.contracts import DatasetRef
 from airflow_agent_provider.contracts.specs import check_name
@@ -284,24 +284,45 @@ def connect(*, memory_limit: str | None = None, threads: int | None = None) -> d
     return con
 
 
-class _Shared:
-    """The process-wide DuckDB behind :func:`shared_cursor`, made on first use."""
+class ProcessDuckDB:
+    """One DuckDB per process, made by ``make`` on first use; a forked child makes its own.
 
-    lock: ClassVar[threading.Lock] = threading.Lock()
-    con: ClassVar[duckdb.DuckDBPyConnection | None] = None
-    inherited: ClassVar[list[duckdb.DuckDBPyConnection]] = []
+    The parent's DuckDB has no threads in a forked child, so the child sets it aside (never closes
+    it) and makes a new one.
+    """
 
-    @classmethod
-    def forget_after_fork(cls) -> None:
-        """In a forked child: the parent's DuckDB has no threads here, so it is set aside, never closed."""
-        cls.lock = threading.Lock()
-        if cls.con is not None:
-            cls.inherited.append(cls.con)
-        cls.con = None
+    def __init__(self, make: Callable[[], duckdb.DuckDBPyConnection]) -> None:
+        self._make = make
+        self._lock = threading.Lock()
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._inherited: list[duckdb.DuckDBPyConnection] = []
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self._lock = threading.Lock()
+        if self._con is not None:
+            self._inherited.append(self._con)
+        self._con = None
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new cursor on the process's DuckDB; close it after use."""
+        with self._lock:
+            if self._con is None:
+                self._con = self._make()
+            return self._con.cursor()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_Shared.forget_after_fork)
+def _shared_database() -> duckdb.DuckDBPyConnection:
+    con = connect()
+    # It lives as long as the process: hand freed memory back soon (measured at 10M rows,
+    # the defaults of 128/512 MiB let the extract's peak grow by about 50 MiB).
+    con.execute("SET allocator_flush_threshold = '32MB'")
+    con.execute("SET allocator_bulk_deallocation_flush_threshold = '32MB'")
+    return con
+
+
+_SHARED = ProcessDuckDB(_shared_database)
 
 
 def shared_cursor() -> duckdb.DuckDBPyConnection:
@@ -311,15 +332,7 @@ def shared_cursor() -> duckdb.DuckDBPyConnection:
     that create no tables or views other than ones local to the cursor (``register``); a forked
     child gets a DuckDB of its own.
     """
-    with _Shared.lock:
-        if _Shared.con is None:
-            con = connect()
-            # It lives as long as the process: hand freed memory back soon (measured at 10M rows,
-            # the defaults of 128/512 MiB let the extract's peak grow by about 50 MiB).
-            con.execute("SET allocator_flush_threshold = '32MB'")
-            con.execute("SET allocator_bulk_deallocation_flush_threshold = '32MB'")
-            _Shared.con = con
-        return _Shared.con.cursor()
+    return _SHARED.cursor()
 
 
 _LOGICAL = (

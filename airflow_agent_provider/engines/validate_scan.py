@@ -11,16 +11,15 @@ bitmap for ``unique``).
 
 from __future__ import annotations
 
-import os
-import threading
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from airflow_agent_provider.contracts import Issue, QualityRule
 from airflow_agent_provider.engines.staging import (
+    ProcessDuckDB,
     connect,
     logical_type,
     part_files,
@@ -112,23 +111,14 @@ def connection() -> duckdb.DuckDBPyConnection:
     return shared_cursor()
 
 
-class _Sandbox:
-    """The process's locked DuckDB for custom predicates, made on first use; a forked child makes its own."""
-
-    lock: ClassVar[threading.Lock] = threading.Lock()
-    database: ClassVar[duckdb.DuckDBPyConnection | None] = None
-    inherited: ClassVar[list[duckdb.DuckDBPyConnection]] = []
-
-    @classmethod
-    def forget_after_fork(cls) -> None:
-        cls.lock = threading.Lock()
-        if cls.database is not None:
-            cls.inherited.append(cls.database)  # its threads are not in this process: set aside, never closed
-        cls.database = None
+def _locked_database() -> duckdb.DuckDBPyConnection:
+    database = connect()
+    database.execute("SET enable_external_access = false")
+    database.execute("SET lock_configuration = true")
+    return database
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_Sandbox.forget_after_fork)
+_SANDBOX = ProcessDuckDB(_locked_database)
 
 
 def sandbox(uri: str, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
@@ -140,13 +130,7 @@ def sandbox(uri: str, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnecti
     import pyarrow.dataset as ds
 
     schema = con.sql("SELECT * FROM data LIMIT 0").to_arrow_table().schema
-    with _Sandbox.lock:
-        if _Sandbox.database is None:
-            database = connect()
-            database.execute("SET enable_external_access = false")
-            database.execute("SET lock_configuration = true")
-            _Sandbox.database = database
-        locked = _Sandbox.database.cursor()
+    locked = _SANDBOX.cursor()
     locked.register("data", ds.dataset(part_files(uri), schema=schema, format="parquet"))
     return locked
 
