@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import itertools
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -18,32 +17,10 @@ from airflow_agent_provider.contracts import DatasetRef
 from airflow_agent_provider.engines import staging
 from airflow_agent_provider.engines.load import Progress, load_dataset
 from airflow_agent_provider.exceptions import LoadError, SchemaConflict, UnsafeIdentifier
+from tests.engines.conftest import Stage
 
 DAY = dt.date(2026, 11, 10)
 NEXT_DAY = dt.date(2026, 11, 11)
-Stage = Callable[..., DatasetRef]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest) -> Iterator[sa.Engine]:
-    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
-    eng = sa.create_engine(url)
-    yield eng
-    eng.dispose()
-
-
-@pytest.fixture
-def stage(staging_root: str) -> Stage:
-    """Stage a dataset from one or more parts (dicts of columns or Arrow tables)."""
-    counter = itertools.count()
-
-    def make(*parts: dict[str, Any] | pa.Table) -> DatasetRef:
-        writer = staging.DatasetWriter(f"{staging_root}/dataset_{next(counter)}")
-        for part in parts:
-            writer.write(part if isinstance(part, pa.Table) else pa.table(part))
-        return writer.finish()
-
-    return make
 
 
 def run(engine: sa.Engine, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[tuple[Any, ...]]:

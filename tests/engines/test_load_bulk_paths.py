@@ -2,43 +2,19 @@
 
 from __future__ import annotations
 
-import itertools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from airflow_agent_provider.contracts import DatasetRef
-from airflow_agent_provider.engines import load_plan, load_sqlite, staging
+from airflow_agent_provider.engines import load_plan, load_sqlite
 from airflow_agent_provider.engines.load import load_dataset
 from airflow_agent_provider.engines.load_plan import read_ahead
 from airflow_agent_provider.exceptions import LoadError
-
-Stage = Callable[..., DatasetRef]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest) -> Iterator[sa.Engine]:
-    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
-    eng = sa.create_engine(url)
-    yield eng
-    eng.dispose()
-
-
-@pytest.fixture
-def stage(staging_root: str) -> Stage:
-    counter = itertools.count()
-
-    def make(*parts: dict[str, Any] | pa.Table) -> DatasetRef:
-        writer = staging.DatasetWriter(f"{staging_root}/bulk_{next(counter)}")
-        for part in parts:
-            writer.write(part if isinstance(part, pa.Table) else pa.table(part))
-        return writer.finish()
-
-    return make
+from tests.engines.conftest import Stage
 
 
 def run(engine: sa.Engine, sql: str) -> list[tuple[Any, ...]]:
