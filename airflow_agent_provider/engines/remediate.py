@@ -39,7 +39,7 @@ from airflow_agent_provider.contracts import (
 )
 from airflow_agent_provider.contracts.specs import check_name
 from airflow_agent_provider.engines import staging
-from airflow_agent_provider.engines.staging import quote_ident, sql_literal
+from airflow_agent_provider.engines.sqlsafe import quote_ident, sql_literal
 from airflow_agent_provider.exceptions import RemediationFailed
 
 if TYPE_CHECKING:

@@ -27,6 +27,16 @@ def identifier(name: object, what: str = "identifier") -> str:
     return name
 
 
+def quote_ident(name: str) -> str:
+    """A double-quoted SQL identifier of any name (embedded quotes doubled), for names the data brought."""
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def sql_literal(text: str) -> str:
+    """A single-quoted SQL string literal (embedded quotes doubled)."""
+    return "'" + str(text).replace("'", "''") + "'"
+
+
 def quote(name: str) -> str:
     """A validated, double-quoted identifier."""
     return f'"{identifier(name)}"'

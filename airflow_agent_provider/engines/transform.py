@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_agent_provider.contracts import DatasetRef, StageResult, Transformation
 from airflow_agent_provider.contracts.specs import check_name
 from airflow_agent_provider.engines import staging
-from airflow_agent_provider.engines.staging import quote_ident, sql_literal
+from airflow_agent_provider.engines.sqlsafe import quote_ident, sql_literal
 from airflow_agent_provider.exceptions import TransformError
 
 if TYPE_CHECKING:
