@@ -7,8 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.sdk import BaseOperator
-
+from airflow_agent_provider.operators.base import StageOperator
 from airflow_agent_provider.operators.errors import stage_errors
 
 if TYPE_CHECKING:
@@ -24,7 +23,7 @@ _HTTP_OPTION_EXTRAS = frozenset(
 )
 
 
-class ExtractOperator(BaseOperator):
+class ExtractOperator(StageOperator):
     """Extract each source into a staged Parquet dataset named after it, sources running concurrently.
 
     Returns the ``extract`` stage result: per dataset its URI, row count, columns and checksum; metrics
@@ -45,7 +44,7 @@ class ExtractOperator(BaseOperator):
     template_fields: Sequence[str] = ("sources", "staging_root")
     template_fields_renderers: ClassVar[dict[str, str]] = {"sources": "json"}
     ui_color = "#d6eaf8"
-    stage_name = "extract"
+    stage = "extract"
 
     def __init__(
         self,

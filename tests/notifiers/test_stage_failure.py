@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -95,6 +96,42 @@ class TestStageAlertContent:
             ]
         )
         assert text == "route → escalate (fallback: model_unavailable) — no model"
+
+    def test_a_task_that_is_no_pipeline_stage_is_named_and_said_to_be_none(self) -> None:
+        import pendulum
+        from airflow.sdk import DAG, task
+
+        from airflow_agent_provider.notifiers._alert import build_alert
+
+        with DAG("d", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")):
+
+            @task
+            def escalate() -> None:
+                raise RuntimeError("a person must look")
+
+            op = escalate().operator
+        ti = SimpleNamespace(task_id="escalate", dag_id="d", run_id="r1", log_url="http://127.0.0.1:8080/log")
+        alert = build_alert({"ti": ti, "task": op, "run_id": "r1", "exception": RuntimeError("a person must look")})
+        assert type(op).__name__ == "_PythonDecoratedOperator" and alert.stage is None
+        assert alert.subject == "[Airflow] task escalate failed (not a pipeline stage): d.escalate"
+        assert ("Stage", "none: escalate is not a pipeline stage") in alert.lines()
+        assert "_PythonDecoratedOperator" not in alert.text() + alert.html()
+
+    def test_each_operator_names_its_own_stage_mapped_or_not(self) -> None:
+        import pendulum
+        from airflow.providers.standard.operators.empty import EmptyOperator
+        from airflow.sdk import DAG
+
+        from airflow_agent_provider.notifiers._alert import stage_of
+        from airflow_agent_provider.operators import ExtractOperator, QuarantineOperator, SchemaRemediationOperator
+
+        with DAG("d", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")):
+            quarantine = QuarantineOperator(task_id="quarantine", validation=None)
+            fix = SchemaRemediationOperator(task_id="fix", validation=None, expected_schema={})
+            mapped = ExtractOperator.partial(task_id="extract").expand(sources=[[{"name": "a"}], [{"name": "b"}]])
+            empty = EmptyOperator(task_id="empty")
+        stages = [stage_of(op) for op in (quarantine, fix, mapped, empty)]
+        assert stages == ["quarantine", "remediate", "extract", None]
 
     def test_dag_level_context_names_the_run(self) -> None:
         import pendulum

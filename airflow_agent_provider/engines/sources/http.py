@@ -29,7 +29,7 @@ from urllib.parse import urljoin, urlsplit
 from airflow_agent_provider.contracts import FileSource, HttpSource, Pagination
 from airflow_agent_provider.engines.sources import Sink, first_line, redact
 from airflow_agent_provider.engines.sources.file import extract_file
-from airflow_agent_provider.exceptions import SourceError
+from airflow_agent_provider.exceptions import SourceError, SourceUnavailable
 
 if TYPE_CHECKING:
     import requests
@@ -209,7 +209,8 @@ def _send(session: requests.Session, source: HttpSource, url: str, params: dict[
             if response.status_code < 400:
                 return response
             if not _retryable(response.status_code) or attempt == attempts:
-                raise SourceError(source.name, _status_cause(response, source, url, attempt))
+                failure = SourceUnavailable if _retryable(response.status_code) else SourceError
+                raise failure(source.name, _status_cause(response, source, url, attempt))
             delay, why = _retry_after(response) or _backoff(attempt), f"HTTP {response.status_code}"
         sink.say(f"{why} from {_path(url)}; retrying in {delay:.1f} s (attempt {attempt + 1} of {attempts})")
         sink.sleep(delay)
