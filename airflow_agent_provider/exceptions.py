@@ -21,6 +21,10 @@ class SourceError(AgentProviderError):
         self.cause = cause
 
 
+class SourceUnavailable(SourceError):
+    """The source still answered HTTP 5xx, 429 or 408 after its own retries: a later try may get through."""
+
+
 class RowCountTooLow(SourceError):
     """A source returned fewer rows than ``expected_row_count_min``."""
 
@@ -70,5 +74,5 @@ class BudgetExhausted(ModelCallError):
         super().__init__("budget_exhausted", message, usage=usage)
 
 
-class RemediationFailed(AgentProviderError):
-    """Schema remediation could not make the data pass within ``max_iterations``."""
+class FixPlanNotApplicable(AgentProviderError):
+    """A fix plan does not fit the data (a column it names is missing, a value is not of the column's type)."""

@@ -142,16 +142,15 @@ def _usage_row(usage: Any) -> dict[str, Any]:
 
 
 def _routing_tokens(fake: Any, client: Any, work_dir: Path, failing: int) -> dict[str, Any]:
-    from airflow_agent_provider.agents import choose_route
-    from airflow_agent_provider.contracts import Usage
+    from airflow_agent_provider.agents import Claude, choose_route
     from airflow_agent_provider.testing import Reply
 
     validation = failing_validation(str(work_dir / f"failing_{failing}"), failing)
     fake.reset()
     fake.add(Reply.json(ROUTE_REPLY), match={"schema_title": "RouteDecision"})
-    decision = choose_route(client, validations=[validation], branches=ROUTES)
+    decision = choose_route(Claude.of(client), validations=[validation], branches=ROUTES)
     request = fake.messages_requests[-1]
-    usage = Usage.model_validate(decision.usage)
+    usage = decision.usage
     return {
         "failing_rows": failing,
         "issues": len(validation.issues),
@@ -168,7 +167,7 @@ def _healthy_run(fake: Any, client: Any, work_dir: Path, cache: Any) -> dict[str
     ``RemediationBranchOperator``'s rule (Claude is asked only when a validation failed), and the
     described transformation with its plan already cached.
     """
-    from airflow_agent_provider.agents import SqlWriter, diagnose
+    from airflow_agent_provider.agents import Claude, SqlWriter, diagnose
     from airflow_agent_provider.contracts import parse_transformations
     from airflow_agent_provider.engines.transform import run_transformations
     from airflow_agent_provider.operators.branch import results_passed
@@ -176,9 +175,9 @@ def _healthy_run(fake: Any, client: Any, work_dir: Path, cache: Any) -> dict[str
     fake.reset()
     validation = failing_validation(str(work_dir / "healthy"), 0, healthy=10_000)
     if not validation.passed:
-        diagnose(client, validation)
+        diagnose(Claude.of(client), validation)
     route = "on_pass" if results_passed([validation]) else _route(client, validation)
-    writer = SqlWriter(lambda: (client, None), cache=cache)
+    writer = SqlWriter(Claude.of(client), cache=cache)
     run_transformations(
         validation.datasets,
         parse_transformations([DESCRIBED]),
@@ -195,14 +194,14 @@ def _healthy_run(fake: Any, client: Any, work_dir: Path, cache: Any) -> dict[str
 
 
 def _route(client: Any, validation: Any) -> str:
-    from airflow_agent_provider.agents import choose_route
+    from airflow_agent_provider.agents import Claude, choose_route
 
-    return str(choose_route(client, validations=[validation], branches=ROUTES).route)
+    return str(choose_route(Claude.of(client), validations=[validation], branches=ROUTES).route)
 
 
 def _plan_cache(fake: Any, client: Any, work_dir: Path) -> tuple[dict[str, Any], Any]:
     """Run a described transformation twice with the same plan cache: the second run asks nothing."""
-    from airflow_agent_provider.agents import PlanCache, SqlWriter
+    from airflow_agent_provider.agents import Claude, PlanCache, SqlWriter
     from airflow_agent_provider.contracts import parse_transformations
     from airflow_agent_provider.engines.transform import run_transformations
     from airflow_agent_provider.testing import Reply
@@ -213,7 +212,7 @@ def _plan_cache(fake: Any, client: Any, work_dir: Path) -> tuple[dict[str, Any],
     cache = PlanCache(tempfile.mkdtemp(prefix="plans-", dir=work_dir))
     runs = []
     for attempt in (1, 2):
-        writer = SqlWriter(lambda: (client, None), cache=cache)
+        writer = SqlWriter(Claude.of(client), cache=cache)
         result = run_transformations(
             inputs,
             parse_transformations([DESCRIBED]),
@@ -227,17 +226,16 @@ def _plan_cache(fake: Any, client: Any, work_dir: Path) -> tuple[dict[str, Any],
 
 def _failing_run(fake: Any, client: Any, work_dir: Path) -> dict[str, Any]:
     """Diagnosis plus routing of a failing validation, from a cold prompt cache, at list prices."""
-    from airflow_agent_provider.agents import choose_route, diagnose
-    from airflow_agent_provider.contracts import Usage
+    from airflow_agent_provider.agents import Claude, choose_route, diagnose
     from airflow_agent_provider.testing import Reply
 
     fake.reset()
     fake.add(Reply.json(ROUTE_REPLY), match={"schema_title": "RouteDecision"})
     fake.add(Reply.json(DIAGNOSIS_REPLY), match={"schema_title": "Diagnosis"})
     validation = failing_validation(str(work_dir / "failing_run"), 1_000, healthy=100_000)
-    _, diagnosis_usage = diagnose(client, validation)
-    decision = choose_route(client, validations=[validation], branches=ROUTES)
-    route_usage = Usage.model_validate(decision.usage)
+    _, diagnosis_usage = diagnose(Claude.of(client), validation)
+    decision = choose_route(Claude.of(client), validations=[validation], branches=ROUTES)
+    route_usage = decision.usage
     total = diagnosis_usage + route_usage
     return {
         "calls": {"diagnose": _usage_row(diagnosis_usage), "route": _usage_row(route_usage)},

@@ -304,7 +304,7 @@ def describe(err: Exception) -> str:
     """A short, credential-free description of an SDK error."""
     status = getattr(err, "status_code", None)
     if status is None:
-        return type(err).__name__
+        return str(err)[:200] if isinstance(err, TypeError) else type(err).__name__  # the SDK's "no credentials"
     message = getattr(err, "api_message", None) or getattr(err, "message", "") or ""
     code = getattr(err, "error_code", None)
     return f"HTTP {status}{f' {code}' if code else ''}: {str(message)[:200]}"

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from airflow_agent_provider.agents.calls import Budget, CallPolicy, call_structured
-from airflow_agent_provider.agents.models import MAX_OUTPUT_TOKENS, resolve_model
-from airflow_agent_provider.agents.pricing import PriceTable
+from airflow_agent_provider.agents.claude import Claude
 from airflow_agent_provider.agents.prompts import DIAGNOSE_SYSTEM, validation_section
 from airflow_agent_provider.contracts import Diagnosis, StageResult, Usage
 
@@ -19,27 +15,10 @@ def diagnose_prompt(validation: StageResult) -> str:
     )
 
 
-def diagnose(
-    client: Any,
-    validation: StageResult,
-    *,
-    model: str | None = None,
-    policy: CallPolicy | None = None,
-    budget: Budget | None = None,
-    prices: PriceTable | None = None,
-) -> tuple[Diagnosis, Usage]:
+def diagnose(claude: Claude, validation: StageResult) -> tuple[Diagnosis, Usage]:
     """Ask Claude for a ``Diagnosis`` of ``validation``.
 
     :raises ModelCallError: no valid answer within the policy.
     """
-    answer = call_structured(
-        client,
-        model=resolve_model("diagnose", model),
-        system=DIAGNOSE_SYSTEM,
-        user=diagnose_prompt(validation),
-        output=Diagnosis,
-        policy=policy or CallPolicy(max_tokens=MAX_OUTPUT_TOKENS["diagnose"]),
-        budget=budget,
-        prices=prices,
-    )
+    answer = claude.ask("diagnose", system=DIAGNOSE_SYSTEM, user=diagnose_prompt(validation), output=Diagnosis)
     return answer.value, answer.usage

@@ -7,9 +7,7 @@ from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from airflow_agent_provider.agents.calls import Budget, CallPolicy, call_structured
-from airflow_agent_provider.agents.models import MAX_OUTPUT_TOKENS, resolve_model
-from airflow_agent_provider.agents.pricing import PriceTable
+from airflow_agent_provider.agents.claude import Claude
 from airflow_agent_provider.agents.prompts import FIX_SYSTEM, quote_json, validation_section
 from airflow_agent_provider.contracts import (
     CastColumn,
@@ -46,12 +44,16 @@ def check_allowed_actions(allowed: Sequence[str] | None) -> tuple[str, ...]:
 
 
 def fix_answer_model(allowed: Sequence[str]) -> type[BaseModel]:
-    """The answer contract: a FixPlan whose actions can only be the allowed ones."""
+    """What Claude may answer: a plan whose actions can only be the allowed ones.
+
+    Parsed into ``contracts.FixPlan`` afterwards; its JSON schema keeps the title ``FixPlan``, which
+    FakeClaude scripts match on.
+    """
     classes = tuple(ACTIONS[name] for name in check_allowed_actions(allowed))
     action: Any = classes[0] if len(classes) == 1 else Annotated[Union[classes], Field(discriminator="action")]  # noqa: UP007
     return create_model(
-        "FixPlan",
-        __config__=ConfigDict(extra="forbid"),
+        "FixPlanAnswer",
+        __config__=ConfigDict(extra="forbid", title="FixPlan"),
         actions=(list[action], Field(min_length=1, max_length=20)),
         rationale=(str, Field(default="", max_length=2000)),
     )
@@ -83,17 +85,13 @@ def fix_prompt(
 
 
 def propose_fix(
-    client: Any,
+    claude: Claude,
     validation: StageResult,
     *,
     expected_schema: Mapping[str, str] | None = None,
     quality_rules: Sequence[QualityRule | Mapping[str, Any]] = (),
     allowed_actions: Sequence[str] | None = None,
     history: Sequence[Mapping[str, Any]] = (),
-    model: str | None = None,
-    policy: CallPolicy | None = None,
-    budget: Budget | None = None,
-    prices: PriceTable | None = None,
 ) -> tuple[FixPlan, Usage]:
     """Ask Claude for a ``FixPlan`` using only ``allowed_actions`` (all five when None).
 
@@ -101,17 +99,14 @@ def propose_fix(
     :raises ModelCallError: no valid plan within the policy (an action outside the allowed set is off-contract).
     """
     allowed = check_allowed_actions(allowed_actions)
-    answer = call_structured(
-        client,
-        model=resolve_model("fix", model),
+    prompt = fix_prompt(
+        validation, expected_schema=expected_schema, quality_rules=quality_rules, allowed=allowed, history=history
+    )
+    answer = claude.ask(
+        "fix",
         system=FIX_SYSTEM,
-        user=fix_prompt(
-            validation, expected_schema=expected_schema, quality_rules=quality_rules, allowed=allowed, history=history
-        ),
+        user=prompt,
         output=fix_answer_model(allowed),
-        policy=policy or CallPolicy(max_tokens=MAX_OUTPUT_TOKENS["fix"]),
-        budget=budget,
-        prices=prices,
         check=lambda value: _only(value, allowed),
     )
     return FixPlan.model_validate(answer.value.model_dump()), answer.usage

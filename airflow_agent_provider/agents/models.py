@@ -2,8 +2,8 @@
 
 A small, cheap model reads failures (diagnosis); a stronger one makes the decisions that change
 what happens to data (routing, fix plans, SQL). Both are current, non-deprecated ids of the
-``anthropic`` SDK's model list with confirmed prices and structured-output support. Precedence:
-the operator's ``model`` argument, then the connection's extra ``model``, then the tier default.
+``anthropic`` SDK's model list with confirmed prices and structured-output support. Precedence
+(``claude.Claude.model_for``): the operator's ``model``, the connection's extra ``model``, the tier.
 """
 
 from __future__ import annotations
@@ -29,10 +29,3 @@ MAX_OUTPUT_TOKENS: dict[str, int] = {
     "sql": 4096,
 }
 """``max_tokens`` per point: room for the answer (and adaptive thinking on 5.x models), no more."""
-
-
-def resolve_model(point: JudgmentPoint, operator_model: str | None = None, connection_model: str | None = None) -> str:
-    """The model for ``point``: the operator's choice, else the connection's, else the tier default."""
-    if point not in TIERS:
-        raise ValueError(f"unknown judgment point {point!r}; expected one of {sorted(TIERS)}")
-    return operator_model or connection_model or TIERS[point]

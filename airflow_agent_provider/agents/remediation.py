@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from airflow_agent_provider.agents.calls import Budget, CallPolicy
+from airflow_agent_provider.agents.claude import Claude
 from airflow_agent_provider.agents.fixes import propose_fix
-from airflow_agent_provider.agents.pricing import PriceTable
 from airflow_agent_provider.agents.prompts import clip
 from airflow_agent_provider.contracts import DatasetRef, FixPlan, QualityRule, StageResult, Usage
-from airflow_agent_provider.exceptions import ModelCallError, RemediationFailed
+from airflow_agent_provider.exceptions import FixPlanNotApplicable, ModelCallError
 
 MAX_ISSUES_RECORDED = 5
 
@@ -41,7 +40,7 @@ class RemediationOutcome:
 
 
 @dataclass(frozen=True)
-class RemediationTask:
+class RemediationRequest:
     """What to fix and how to judge it.
 
     :param dataset: the dataset's name (issues and the fixed result carry it).
@@ -63,42 +62,28 @@ class RemediationTask:
     reference_time: datetime | None = None
 
 
-def remediate(
-    client_factory: Callable[[], Any],
-    task: RemediationTask,
-    *,
-    max_iterations: int = 3,
-    model: str | None = None,
-    policy: CallPolicy | None = None,
-    budget: Budget | None = None,
-    prices: PriceTable | None = None,
-) -> RemediationOutcome:
+def remediate(claude: Claude, request: RemediationRequest, *, max_iterations: int = 3) -> RemediationOutcome:
     """Run the loop (see the module docstring); never raises for the model or a plan that does not fit."""
     if max_iterations < 1:
         raise ValueError(f"max_iterations must be at least 1, got {max_iterations}")
-    outcome = RemediationOutcome(passed=task.validation.passed, validation=task.validation)
+    outcome = RemediationOutcome(passed=request.validation.passed, validation=request.validation)
     if outcome.passed:
-        outcome.fixed = task.ref
+        outcome.fixed = request.ref
         return outcome
-    try:
-        client = client_factory()
-    except ModelCallError as err:
-        outcome.stopped_because = f"no model to ask: {err.reason}: {err}"
-        return outcome
-    ref = task.ref
+    ref = request.ref
     for number in range(1, max_iterations + 1):
         try:
             plan, usage = propose_fix(
-                client, outcome.validation, expected_schema=task.expected_schema, quality_rules=task.quality_rules,
-                allowed_actions=task.allowed_actions, history=outcome.iterations, model=model, policy=policy,
-                budget=budget, prices=prices,
+                claude, outcome.validation, expected_schema=request.expected_schema,
+                quality_rules=request.quality_rules, allowed_actions=request.allowed_actions,
+                history=outcome.iterations,
             )  # fmt: skip
         except ModelCallError as err:
             outcome.usage = outcome.usage + (err.usage or Usage())
             outcome.stopped_because = f"the model gave no plan in iteration {number}: {err.reason}: {err}"
             return outcome
         outcome.usage = outcome.usage + usage
-        ref = _iterate(task, number, plan, ref, outcome)
+        ref = _iterate(request, number, plan, ref, outcome)
         if outcome.passed:
             outcome.fixed = ref
             return outcome
@@ -107,7 +92,7 @@ def remediate(
 
 
 def _iterate(
-    task: RemediationTask, number: int, plan: FixPlan, ref: DatasetRef, outcome: RemediationOutcome
+    request: RemediationRequest, number: int, plan: FixPlan, ref: DatasetRef, outcome: RemediationOutcome
 ) -> DatasetRef:
     """Apply and re-validate one plan; record it; return the data the next iteration starts from."""
     from airflow_agent_provider.engines.remediate import apply_fix_plan
@@ -117,15 +102,15 @@ def _iterate(
         applied, quarantined = apply_fix_plan(
             ref,
             plan,
-            output_uri=task.uri_for(f"{task.output_dataset}_fix{number}"),
-            quarantine_uri=lambda target: task.uri_for(f"{target}_fix{number}"),
+            output_uri=request.uri_for(f"{request.output_dataset}_fix{number}"),
+            quarantine_uri=lambda target: request.uri_for(f"{target}_fix{number}"),
         )
-    except RemediationFailed as err:
+    except FixPlanNotApplicable as err:
         record.update(outcome="plan_failed", error=str(clip(str(err), 300)), issues=_issues(outcome.validation))
         outcome.iterations.append(record)
         return ref
     fixed = next(r for n, r in applied.datasets.items() if n not in quarantined)
-    outcome.validation = _revalidate(task, fixed)
+    outcome.validation = _revalidate(request, fixed)
     outcome.passed = outcome.validation.passed
     for target, qref in quarantined.items():
         outcome.quarantined[target if target not in outcome.quarantined else f"{target}_{number}"] = qref
@@ -138,16 +123,16 @@ def _iterate(
     return fixed
 
 
-def _revalidate(task: RemediationTask, ref: DatasetRef) -> StageResult:
+def _revalidate(request: RemediationRequest, ref: DatasetRef) -> StageResult:
     from airflow_agent_provider.engines.validate import validate_dataset
 
     return validate_dataset(
         ref,
-        dataset=task.dataset,
-        expected_schema=task.expected_schema,
-        quality_rules=task.quality_rules,
-        fail_on_null_rate_exceeds=task.fail_on_null_rate_exceeds,
-        reference_time=task.reference_time,
+        dataset=request.dataset,
+        expected_schema=request.expected_schema,
+        quality_rules=request.quality_rules,
+        fail_on_null_rate_exceeds=request.fail_on_null_rate_exceeds,
+        reference_time=request.reference_time,
     )
 
 

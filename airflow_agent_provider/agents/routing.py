@@ -7,9 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from airflow_agent_provider.agents.calls import Budget, CallPolicy, call_structured
-from airflow_agent_provider.agents.models import MAX_OUTPUT_TOKENS, resolve_model
-from airflow_agent_provider.agents.pricing import PriceTable
+from airflow_agent_provider.agents.claude import Claude
 from airflow_agent_provider.agents.prompts import ROUTE_SYSTEM, bullet_list, validation_section
 from airflow_agent_provider.contracts import RouteDecision, StageResult
 from airflow_agent_provider.exceptions import ModelCallError
@@ -18,13 +16,17 @@ MAX_RATIONALE_CHARS = 1000
 
 
 def route_answer_model(options: Sequence[str]) -> type[BaseModel]:
-    """The answer contract: ``route`` is an enum of exactly ``options`` (JSON schema title RouteDecision)."""
+    """What Claude may answer: ``route`` is an enum of exactly ``options``.
+
+    Not the ``contracts.RouteDecision`` record (built from it), but its JSON schema keeps that title,
+    which FakeClaude scripts match on.
+    """
     if not options:
         raise ValueError("a route needs at least one option")
     route_type: Any = Literal[tuple(options)]
     return create_model(
-        "RouteDecision",
-        __config__=ConfigDict(extra="forbid"),
+        "RouteAnswer",
+        __config__=ConfigDict(extra="forbid", title="RouteDecision"),
         route=(route_type, Field(description="exactly one of the offered route ids")),
         rationale=(str, Field(max_length=MAX_RATIONALE_CHARS, description="the decisive evidence, briefly")),
         confidence=(float, Field(ge=0.0, le=1.0, description="0 = a guess, 1 = certain")),
@@ -41,33 +43,15 @@ def route_prompt(validations: Sequence[StageResult], branches: Mapping[str, str]
     )
 
 
-def choose_route(
-    client: Any,
-    *,
-    validations: Sequence[StageResult],
-    branches: Mapping[str, str],
-    model: str | None = None,
-    policy: CallPolicy | None = None,
-    budget: Budget | None = None,
-    prices: PriceTable | None = None,
-) -> RouteDecision:
+def choose_route(claude: Claude, *, validations: Sequence[StageResult], branches: Mapping[str, str]) -> RouteDecision:
     """Ask Claude which of ``branches`` (task id -> what it is for) fits the failed validations.
 
     :returns: the decision, with the sorted options, the model and the usage of the call.
     :raises ModelCallError: no valid route within the policy (the caller takes its fallback).
     """
     options = sorted(branches)
-    chosen = resolve_model("route", model)
-    policy = policy or CallPolicy(max_tokens=MAX_OUTPUT_TOKENS["route"])
-    answer = call_structured(
-        client,
-        model=chosen,
-        system=ROUTE_SYSTEM,
-        user=route_prompt(validations, branches),
-        output=route_answer_model(options),
-        policy=policy,
-        budget=budget,
-        prices=prices,
+    answer = claude.ask(
+        "route", system=ROUTE_SYSTEM, user=route_prompt(validations, branches), output=route_answer_model(options)
     )
     route = str(getattr(answer.value, "route", ""))
     if route not in options:  # never trust the schema alone
@@ -77,6 +61,6 @@ def choose_route(
         rationale=str(getattr(answer.value, "rationale", "")),
         confidence=float(getattr(answer.value, "confidence", 0.0)),
         options=options,
-        model=chosen,
-        usage=answer.usage.model_dump(),
+        model=answer.model,
+        usage=answer.usage,
     )

@@ -11,15 +11,13 @@ first of two locks.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from airflow_agent_provider.agents.calls import Budget, CallPolicy, call_structured
-from airflow_agent_provider.agents.models import MAX_OUTPUT_TOKENS, resolve_model
+from airflow_agent_provider.agents.claude import Claude
 from airflow_agent_provider.agents.plans import PlanCache
-from airflow_agent_provider.agents.pricing import PriceTable
 from airflow_agent_provider.agents.prompts import MAX_DESCRIPTION_CHARS, SQL_SYSTEM, clip, data_block
 from airflow_agent_provider.contracts import Transformation, Usage
 from airflow_agent_provider.exceptions import ModelCallError, UnsafeSQL
@@ -131,60 +129,29 @@ def sql_prompt(transformation: Transformation, schemas: Schemas) -> str:
     )
 
 
-def write_sql(
-    client: Any,
-    transformation: Transformation,
-    schemas: Schemas,
-    *,
-    model: str | None = None,
-    policy: CallPolicy | None = None,
-    budget: Budget | None = None,
-    prices: PriceTable | None = None,
-) -> tuple[str, Usage]:
+def write_sql(claude: Claude, transformation: Transformation, schemas: Schemas) -> tuple[str, Usage]:
     """Ask Claude for the SQL of a described transformation (not yet checked: see ``check_sql``).
 
     :raises ModelCallError: no valid answer within the policy.
     """
     if not transformation.description:
         raise ValueError(f"transformation {transformation.name!r} has no description to write SQL from")
-    answer = call_structured(
-        client,
-        model=resolve_model("sql", model),
-        system=SQL_SYSTEM,
-        user=sql_prompt(transformation, schemas),
-        output=SqlAnswer,
-        policy=policy or CallPolicy(max_tokens=MAX_OUTPUT_TOKENS["sql"]),
-        budget=budget,
-        prices=prices,
-    )
+    answer = claude.ask("sql", system=SQL_SYSTEM, user=sql_prompt(transformation, schemas), output=SqlAnswer)
     return answer.value.sql.strip().rstrip(";").strip(), answer.usage
 
 
 class SqlWriter:
     """``(transformation, schemas) -> sql`` for the transform engine: the plan cache first, then Claude.
 
-    Every query, cached or new, passes ``check_sql`` before it is returned. The client is built only
-    on a cache miss, so cached plans run without credentials. ``usage`` adds up the calls made.
+    Every query, cached or new, passes ``check_sql`` before it is returned. Claude's client is built
+    only on a cache miss, so cached plans run without credentials. ``usage`` adds up the calls made.
 
-    :param connect: returns (``anthropic`` client, the connection's default model or None); called once.
+    :param claude: who writes the SQL (model, bounds and the run's budget included).
     :param cache: where plans are kept (None: no cache, every call asks Claude).
-    :param model: the model for SQL; else the connection's default, else the tier default.
     """
 
-    def __init__(
-        self,
-        connect: Callable[[], tuple[Any, str | None]],
-        *,
-        cache: PlanCache | None,
-        model: str | None = None,
-        policy: CallPolicy | None = None,
-        budget: Budget | None = None,
-        prices: PriceTable | None = None,
-    ) -> None:
-        self._connect = connect
-        self._connection: tuple[Any, str | None] | None = None
-        self.cache, self.model, self.policy = cache, model, policy
-        self.budget, self.prices = budget, prices
+    def __init__(self, claude: Claude, *, cache: PlanCache | None) -> None:
+        self.claude, self.cache = claude, cache
         self.usage = Usage()
         self.cache_hits: list[str] = []
 
@@ -195,24 +162,15 @@ class SqlWriter:
             self.cache_hits.append(transformation.name)
             log.info("Plan for %s read from the plan cache (no model call)", transformation.name)
             return check_sql(cached, schemas)
-        client, default_model = self._connected()
-        model = resolve_model("sql", self.model, default_model)
         try:
-            sql, usage = write_sql(
-                client, transformation, schemas, model=model, policy=self.policy, budget=self.budget,
-                prices=self.prices,
-            )  # fmt: skip
+            sql, usage = write_sql(self.claude, transformation, schemas)
         except ModelCallError as err:
             self.usage = self.usage + (err.usage or Usage())
             raise
         self.usage = self.usage + usage
         checked = check_sql(sql, schemas)
         if self.cache is not None:
+            model = self.claude.model_for("sql")
             path = self.cache.put(transformation.name, description, schemas, checked, model=model)
             log.info("Plan for %s written by %s and saved to %s", transformation.name, model, path)
         return checked
-
-    def _connected(self) -> tuple[Any, str | None]:
-        if self._connection is None:
-            self._connection = self._connect()
-        return self._connection

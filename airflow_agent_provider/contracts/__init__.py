@@ -21,7 +21,7 @@ from airflow_agent_provider.contracts.results import (
     PipelineState,
     StageResult,
     StageSummary,
-    Usage,
+    parse_each,
     parse_upstream,
 )
 from airflow_agent_provider.contracts.specs import (
@@ -37,6 +37,7 @@ from airflow_agent_provider.contracts.specs import (
     parse_sources,
     parse_transformations,
 )
+from airflow_agent_provider.contracts.usage import Usage
 
 __all__ = [
     "CastColumn",
@@ -63,6 +64,7 @@ __all__ = [
     "StageSummary",
     "Transformation",
     "Usage",
+    "parse_each",
     "parse_quality_rules",
     "parse_sources",
     "parse_transformations",

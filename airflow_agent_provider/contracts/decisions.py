@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from airflow_agent_provider.contracts.specs import LogicalType
+from airflow_agent_provider.contracts.usage import Usage
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -47,7 +48,7 @@ class RouteDecision(BaseModel):
     confidence: float = Field(default=0.0, ge=0.0, le=1.0)
     options: list[str] = Field(default_factory=list)
     model: str | None = None
-    usage: dict[str, float] = Field(default_factory=dict)
+    usage: Usage = Field(default_factory=Usage)
     fallback_used: bool = False
     fallback_reason: str | None = None
     proposed_route: str | None = None

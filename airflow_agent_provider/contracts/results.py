@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from airflow_agent_provider.contracts.decisions import Diagnosis, RouteDecision
+from airflow_agent_provider.contracts.usage import Usage
 
-StageName = Literal["extract", "validate", "remediate", "transform", "load", "branch", "report"]
+StageName = Literal["extract", "validate", "remediate", "quarantine", "transform", "load", "branch", "report"]
 StageStatus = Literal["success", "pass", "fail", "error", "skipped"]
+
+M = TypeVar("M", bound=BaseModel)
 
 MAX_SAMPLE_VALUES = 5
 MAX_SAMPLE_CHARS = 120
@@ -27,31 +30,6 @@ def _bounded(value: Any) -> Any:
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
-
-
-class Usage(_Model):
-    """Model usage of a call, a stage or a run; adds up with ``+``."""
-
-    model_calls: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_creation_input_tokens: int = 0
-    cache_read_input_tokens: int = 0
-    cost_usd: float = 0.0
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            model_calls=self.model_calls + other.model_calls,
-            input_tokens=self.input_tokens + other.input_tokens,
-            output_tokens=self.output_tokens + other.output_tokens,
-            cache_creation_input_tokens=self.cache_creation_input_tokens + other.cache_creation_input_tokens,
-            cache_read_input_tokens=self.cache_read_input_tokens + other.cache_read_input_tokens,
-            cost_usd=round(self.cost_usd + other.cost_usd, 8),
-        )
-
-    @property
-    def total_input_tokens(self) -> int:
-        return self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
 
 
 class DatasetRef(_Model):
@@ -157,6 +135,17 @@ def parse_upstream(value: Any) -> list[StageResult]:
     if isinstance(value, Iterable):
         return [StageResult.from_xcom(v) for v in value if v is not None]
     raise TypeError(f"upstream must be a stage result or a list of them, got {type(value).__name__}")
+
+
+def parse_each(values: Iterable[Any] | None, model: type[M]) -> list[M]:
+    """The values that are ``model`` records, parsed once; others (None, a skipped task, odd values) left out."""
+    parsed = []
+    for value in values or []:
+        try:
+            parsed.append(value if isinstance(value, model) else model.model_validate(value))
+        except ValueError:
+            continue
+    return parsed
 
 
 class StageSummary(_Model):

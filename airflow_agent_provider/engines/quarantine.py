@@ -172,7 +172,7 @@ def quarantine_dataset(
     :returns: a ``remediate`` stage result: status ``pass`` when the clean rows pass, else ``fail`` with
         what still fails; metrics ``rows_before``, ``rows_after``, ``rows_quarantined``,
         ``quarantined_by`` (per row rule), ``unhandled_issues`` and the ``plan``.
-    :raises RemediationFailed: the plan does not fit the data (a column or value the data lacks).
+    :raises FixPlanNotApplicable: the plan does not fit the data (a column or value the data lacks).
     """
     started, clock = datetime.now(timezone.utc), time.monotonic()
     name = _dataset_name(validation, dataset)
@@ -187,7 +187,7 @@ def quarantine_dataset(
         reference_time=reference_time,
     )  # fmt: skip
     return StageResult(
-        stage="remediate",
+        stage="quarantine",
         status="pass" if recheck.passed else "fail",
         datasets={name: clean, **quarantined},
         issues=recheck.issues,
@@ -211,7 +211,7 @@ def _split(
 def _passed_through(name: str, ref: DatasetRef, started: datetime, duration: float) -> StageResult:
     metrics = _metrics(ref, ref, {}, counts={}, plan=None, unhandled=[])
     return StageResult(
-        stage="remediate", status="pass", datasets={name: ref}, metrics=metrics, duration_s=round(duration, 3),
+        stage="quarantine", status="pass", datasets={name: ref}, metrics=metrics, duration_s=round(duration, 3),
         started_at=started,
     )  # fmt: skip
 

@@ -40,7 +40,7 @@ from airflow_agent_provider.contracts import (
 from airflow_agent_provider.contracts.specs import check_name
 from airflow_agent_provider.engines import staging
 from airflow_agent_provider.engines.sqlsafe import quote_ident, sql_literal
-from airflow_agent_provider.exceptions import RemediationFailed
+from airflow_agent_provider.exceptions import FixPlanNotApplicable
 
 if TYPE_CHECKING:
     import duckdb
@@ -74,7 +74,7 @@ def apply_fix_plan(
     :param plan: the actions, applied in order.
     :param output_uri: the staging folder of the fixed dataset.
     :param quarantine_uri: target name -> staging folder of the rows quarantined under it.
-    :raises RemediationFailed: an action does not fit the data (missing column, bad value, ...).
+    :raises FixPlanNotApplicable: an action does not fit the data (missing column, bad value, ...).
     """
     name = check_name(output_uri.rstrip("/").rsplit("/", 1)[-1], "fixed dataset name (last segment of output_uri)")
     started, clock = datetime.now(timezone.utc), time.monotonic()
@@ -101,7 +101,7 @@ def apply_fix_plan(
 def _check_targets(pipeline: _Pipeline, name: str) -> None:
     for index, target in pipeline.quarantines.items():
         if target.lower() == name.lower():
-            raise RemediationFailed(
+            raise FixPlanNotApplicable(
                 f"fix plan action #{index} (quarantine_rows): target {target!r} is the fixed dataset's own name"
             )
 
@@ -120,7 +120,7 @@ def _run(
         fixed = _stage(con, pipeline.kept_sql(), output_uri)
         quarantined = {target: _stage(con, sql, quarantine_uri(target)) for target, sql in pipeline.quarantine_sql()}
     except duckdb.Error as err:
-        raise RemediationFailed(f"applying the fix plan failed: {type(err).__name__}: {err}") from err
+        raise FixPlanNotApplicable(f"applying the fix plan failed: {type(err).__name__}: {err}") from err
     return metrics, fixed, quarantined
 
 
@@ -165,7 +165,9 @@ class _Pipeline:
         self._require(where, action.column)
         clash = [c for c in self.columns if c.lower() == action.to.lower() and c != action.column]
         if clash:
-            raise RemediationFailed(f"fix plan {where}: cannot rename {action.column!r}, {clash[0]!r} already exists")
+            raise FixPlanNotApplicable(
+                f"fix plan {where}: cannot rename {action.column!r}, {clash[0]!r} already exists"
+            )
         renamed = {action.to if c == action.column else c: t for c, t in self.columns.items()}
         exprs = {c: quote_ident(action.column if c == action.to else c) for c in renamed}
         self.columns = renamed
@@ -203,7 +205,7 @@ class _Pipeline:
             return f"{ident} IS NULL"
         if rule.op == "not_castable":
             if rule.to_type is None:
-                raise RemediationFailed(f"fix plan {where}: rule not_castable needs to_type")
+                raise FixPlanNotApplicable(f"fix plan {where}: rule not_castable needs to_type")
             return f"{ident} IS NOT NULL AND {_converted(ident, rule.to_type, None)} IS NULL"
         if rule.op == "regex_mismatch":
             pattern = sql_literal(str(self._scalar(where, rule)))
@@ -214,13 +216,13 @@ class _Pipeline:
             return f"{ident} {_COMPARISONS[rule.op]} {value}"
         values = rule.value if isinstance(rule.value, list) else [self._scalar(where, rule)]
         if not values:
-            raise RemediationFailed(f"fix plan {where}: rule {rule.op} needs a non-empty list of values")
+            raise FixPlanNotApplicable(f"fix plan {where}: rule {rule.op} needs a non-empty list of values")
         items = ", ".join(self._literal(where, v, column_type, rule.column) for v in values)
         return f"{ident} {'NOT IN' if rule.op == 'not_in_list' else 'IN'} ({items})"
 
     def _scalar(self, where: str, rule: RowRule) -> str | int | float | bool:
         if rule.value is None or isinstance(rule.value, list):
-            raise RemediationFailed(f"fix plan {where}: rule {rule.op} on {rule.column!r} needs a single value")
+            raise FixPlanNotApplicable(f"fix plan {where}: rule {rule.op} on {rule.column!r} needs a single value")
         return rule.value
 
     def _literal(self, where: str, value: Any, column_type: str, column: str) -> str:
@@ -236,11 +238,11 @@ class _Pipeline:
         try:
             self.con.execute(probe).fetchall()
         except duckdb.Error as err:
-            raise RemediationFailed(f"fix plan {where}: {what}: {err}") from err
+            raise FixPlanNotApplicable(f"fix plan {where}: {what}: {err}") from err
 
     def _require(self, where: str, column: str) -> None:
         if column not in self.columns:
-            raise RemediationFailed(
+            raise FixPlanNotApplicable(
                 f"fix plan {where}: column {column!r} does not exist (columns: {', '.join(self.columns)})"
             )
 
@@ -303,7 +305,7 @@ def _check_identifiers(where: str, action: FixAction) -> None:
         try:
             check_name(name, "name")
         except ValueError as err:
-            raise RemediationFailed(f"fix plan {where}: {err}") from err
+            raise FixPlanNotApplicable(f"fix plan {where}: {err}") from err
 
 
 def _converted(ident: str, to_type: str, fmt: str | None) -> str:

@@ -12,18 +12,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_agent_provider.operators.base import DECISION_KEY
+from airflow_agent_provider.operators.base import stage_of as operator_stage
+
 MAX_ISSUE_LINES = 5
 MAX_RATIONALE_CHARS = 200
 
-_STAGE_OF_CLASS = {
-    "ExtractOperator": "extract",
-    "ValidateOperator": "validate",
-    "RemediationBranchOperator": "branch",
-    "SchemaRemediationOperator": "remediate",
-    "TransformOperator": "transform",
-    "LoadOperator": "load",
-    "PipelineReportOperator": "report",
-}
 _URI_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)[^\s/@:]*(:[^\s/@]*)?@")
 
 
@@ -34,7 +28,7 @@ class StageAlert:
     dag_id: str
     run_id: str
     task_id: str
-    stage: str
+    stage: str | None  # None: the task is no pipeline stage (a ``@task``, an ``EmptyOperator``)
     error: str
     run_after: str = ""
     try_number: int | None = None
@@ -44,6 +38,8 @@ class StageAlert:
 
     @property
     def subject(self) -> str:
+        if self.stage is None:
+            return f"[Airflow] task {self.task_id} failed (not a pipeline stage): {self.dag_id}.{self.task_id}"
         return f"[Airflow] {self.stage} stage failed: {self.dag_id}.{self.task_id}"
 
     def lines(self) -> list[tuple[str, str]]:
@@ -52,7 +48,7 @@ class StageAlert:
             ("DAG", self.dag_id),
             ("Run", self.run_id),
             ("Task", self.task_id if self.try_number is None else f"{self.task_id} (try {self.try_number})"),
-            ("Stage", self.stage),
+            ("Stage", self.stage or f"none: {self.task_id} is not a pipeline stage"),
             ("Date", self.run_after),
             ("Error", self.error),
             ("Route", self.decision),
@@ -108,16 +104,14 @@ def build_alert(context: Mapping[str, Any], *, max_error_chars: int = 500) -> St
     )
 
 
-def stage_of(task: Any, own_result: Any = None) -> str:
-    """The stage a task runs: its operator class, else its own stage result, else its task type."""
+def stage_of(task: Any, own_result: Any = None) -> str | None:
+    """The stage a task runs: its operator's ``stage``, else its own stage result's; None for any other task."""
     if task is None:
         return "run"  # a DAG-level callback: the run failed, not one task
-    for cls in type(task).__mro__:
-        if cls.__name__ in _STAGE_OF_CLASS:
-            return _STAGE_OF_CLASS[cls.__name__]
-    if isinstance(own_result, Mapping) and isinstance(own_result.get("stage"), str):
+    stage = operator_stage(task)
+    if stage is None and isinstance(own_result, Mapping) and isinstance(own_result.get("stage"), str):
         return str(own_result["stage"])
-    return str(getattr(task, "task_type", None) or "task")
+    return stage
 
 
 def error_text(error: Any, max_chars: int) -> str:
@@ -132,10 +126,8 @@ def error_text(error: Any, max_chars: int) -> str:
 def redact_secrets(text: str) -> str:
     """Mask the user:password part of URIs and every secret Airflow's masker knows (connection passwords)."""
     text = _URI_USERINFO.sub(lambda m: f"{m['scheme']}***@", text)
-    try:
-        from airflow.sdk._shared.secrets_masker import redact
-    except ImportError:  # pragma: no cover - masker moved; the URI rule above still applies
-        return text
+    from airflow.sdk.log import redact
+
     return str(redact(text))
 
 
@@ -212,7 +204,7 @@ def _issue_sources(context: Mapping[str, Any], own_result: Any) -> list[tuple[st
 def _decisions(context: Mapping[str, Any]) -> list[tuple[str, Any]]:
     ti, dag = context.get("ti"), context.get("dag")
     task_ids = sorted(getattr(dag, "task_ids", None) or [])
-    return [(task_id, _pull(ti, task_id, "decision")) for task_id in task_ids]
+    return [(task_id, _pull(ti, task_id, DECISION_KEY)) for task_id in task_ids]
 
 
 def _pull(ti: Any, task_id: str | None, key: str) -> Any:

@@ -17,7 +17,7 @@ from airflow.sdk import BaseNotifier
 from airflow_agent_provider.notifiers._alert import StageAlert, build_alert, redact_secrets
 
 if TYPE_CHECKING:
-    from airflow.sdk import Connection
+    import requests
     from airflow.sdk.definitions.context import Context
 
 SLACK_WEBHOOK_CONN_TYPE = "slackwebhook"
@@ -33,7 +33,8 @@ class StageFailureNotifier(BaseNotifier):
 
     :param webhook_conn_id: connection of a Slack-compatible incoming webhook. A ``slackwebhook``
         connection goes through the Slack provider's ``SlackWebhookHook``; any other type (``http``)
-        is a plain JSON POST of ``{"text", "blocks"}`` to the URL in its host (or host, port and path).
+        is a plain JSON POST of ``{"text", "blocks"}`` through the session ``HttpHook`` builds, to its
+        base URL (the whole URL in the host, or schema, host and port).
     :param email_to: recipients of the e-mail alert; no e-mail is sent when empty.
     :param smtp_conn_id: SMTP connection for the e-mail (default: ``[email] email_conn_id``, else
         ``smtp_default``).
@@ -94,10 +95,16 @@ class StageFailureNotifier(BaseNotifier):
         if conn.conn_type == SLACK_WEBHOOK_CONN_TYPE:
             from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
 
-            hook = SlackWebhookHook(slack_webhook_conn_id=conn_id, timeout=int(self.timeout))
-            hook.send(text=alert.text(), blocks=alert.blocks())
+            slack = SlackWebhookHook(slack_webhook_conn_id=conn_id, timeout=int(self.timeout))
+            slack.send(text=alert.text(), blocks=alert.blocks())
             return
-        _post_json(webhook_url(conn), {"text": alert.text(), "blocks": alert.blocks()}, self.timeout)
+        from airflow.providers.http.hooks.http import HttpHook
+
+        hook = HttpHook(method="POST", http_conn_id=conn_id)
+        with hook.get_conn() as session:  # the connection's URL, header extras, auth, TLS and proxies
+            if not urlsplit(hook.base_url).hostname:
+                raise ValueError(f"connection {conn_id!r} has no host: set it to the webhook URL")
+            _post_json(session, hook.base_url, {"text": alert.text(), "blocks": alert.blocks()}, self.timeout)
 
     def send_email(self, alert: StageAlert) -> None:
         """Send the alert through the SMTP provider's hook."""
@@ -119,27 +126,12 @@ class StageFailureNotifier(BaseNotifier):
         return str(conf.get("email", "email_conn_id", fallback="smtp_default"))
 
 
-def webhook_url(conn: Connection) -> str:
-    """The webhook URL of an HTTP connection: a host holding the whole URL, or scheme/host/port/path."""
-    host = (conn.host or "").strip()
-    if not host:
-        raise ValueError(f"connection {conn.conn_id!r} has no host: set it to the webhook URL")
-    if "://" in host:
-        return host
-    schema = (conn.schema or "").strip("/")
-    scheme = schema if schema in ("http", "https") else ("http" if conn.conn_type == "http" else "https")
-    path = "" if schema in ("", "http", "https") else f"/{schema}"
-    endpoint = str(conn.extra_dejson.get("endpoint") or "").lstrip("/")
-    port = f":{conn.port}" if conn.port else ""
-    return f"{scheme}://{host}{port}{path}" + (f"/{endpoint}" if endpoint else "")
-
-
-def _post_json(url: str, payload: Mapping[str, Any], timeout: float) -> None:
+def _post_json(session: requests.Session, url: str, payload: Mapping[str, Any], timeout: float) -> None:
     import requests
 
     where = urlsplit(url).netloc.rsplit("@", 1)[-1]
     try:
-        response = requests.post(url, json=payload, timeout=timeout)
+        response = session.post(url, json=payload, timeout=timeout)
     except requests.RequestException as err:  # its text names the whole URL, a secret: not chained
         raise WebhookDeliveryError(f"webhook at {where} unreachable ({type(err).__name__})") from None
     if response.status_code >= 300:

@@ -10,9 +10,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from airflow_agent_provider.operators.base import ClaudeStageOperator, StageOperator
+    from airflow_agent_provider.operators.branch import RemediationBranchOperator
     from airflow_agent_provider.operators.errors import StageFailed
     from airflow_agent_provider.operators.extract import ExtractOperator
     from airflow_agent_provider.operators.load import LoadOperator
+    from airflow_agent_provider.operators.quarantine import QuarantineOperator
+    from airflow_agent_provider.operators.remediate import SchemaRemediationOperator
     from airflow_agent_provider.operators.report import PipelineReportOperator
     from airflow_agent_provider.operators.transform import TransformOperator
     from airflow_agent_provider.operators.validate import ValidateOperator
@@ -27,13 +31,20 @@ _EXPORTS = {
     "RemediationBranchOperator": "branch",
     "SchemaRemediationOperator": "remediate",
     "QuarantineOperator": "quarantine",
+    "StageOperator": "base",
+    "ClaudeStageOperator": "base",
 }
 
 __all__ = [
+    "ClaudeStageOperator",
     "ExtractOperator",
     "LoadOperator",
     "PipelineReportOperator",
+    "QuarantineOperator",
+    "RemediationBranchOperator",
+    "SchemaRemediationOperator",
     "StageFailed",
+    "StageOperator",
     "TransformOperator",
     "ValidateOperator",
 ]

@@ -1,4 +1,4 @@
-"""What every operator shares: run scope, staging URIs, data interval, upstream results, connections.
+"""What every operator shares: run scope, staging URIs, data interval, upstream datasets, connections.
 
 Kept light: Airflow's SDK is already loaded when an operator runs; heavy libraries are not imported here.
 """
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from airflow_agent_provider.contracts import DatasetRef, StageResult, Usage, parse_upstream
+from airflow_agent_provider.contracts import DatasetRef, StageResult
 from airflow_agent_provider.engines import staging
 
 if TYPE_CHECKING:
@@ -68,21 +68,17 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
-def upstream_results(value: Any) -> list[StageResult]:
-    """The stage results passed as ``upstream=task.output`` (one or a list); skipped ones dropped."""
-    return parse_upstream(value)
-
-
-def find_dataset(results: Sequence[StageResult], name: str | None) -> tuple[str, DatasetRef]:
-    """The dataset called ``name`` among the upstream results (the only one when ``name`` is None)."""
-    found = {n: ref for r in results for n, ref in r.datasets.items()}
+def find_dataset(results: Sequence[StageResult], name: str | None) -> tuple[str, StageResult]:
+    """The dataset called ``name`` among the upstream results (the only one when ``name`` is None),
+    with the result that holds it."""
+    found = all_datasets(results)
     if name is None:
         if len(found) != 1:
             raise ValueError(f"upstream holds datasets {sorted(found) or 'none'}; set dataset= to pick one")
-        return next(iter(found.items()))
+        name = next(iter(found))
     if name not in found:
         raise ValueError(f"no upstream dataset named {name!r}; upstream holds {sorted(found) or 'none'}")
-    return name, found[name]
+    return name, next(r for r in reversed(results) if name in r.datasets)
 
 
 def all_datasets(results: Sequence[StageResult]) -> dict[str, DatasetRef]:
@@ -101,31 +97,6 @@ def sql_engine(conn_id: str) -> Engine:
     if get_engine is None:
         raise TypeError(f"connection {conn_id!r} has no SQLAlchemy engine (its hook is {type(hook).__name__})")
     return psycopg2_engine(get_engine())  # PostgreSQL over psycopg2: the COPY fast paths
-
-
-def usage_so_far(context: Mapping[str, Any]) -> Usage:
-    """Model usage already spent in this run, summed from every task's stage result and decision."""
-    ti, dag = context["ti"], context.get("dag")
-    task_ids = [t for t in getattr(dag, "task_ids", []) if t != ti.task_id]
-    total = Usage()
-    for key in ("return_value", "decision"):
-        values = ti.xcom_pull(task_ids=task_ids, key=key) if task_ids else []
-        for value in values or []:
-            total = total + _usage_of(value)
-    return total
-
-
-def _usage_of(value: Any) -> Usage:
-    if not isinstance(value, Mapping):
-        return Usage()
-    usage = value.get("usage")
-    if isinstance(usage, Mapping):
-        fields = {k: v for k, v in usage.items() if k in Usage.model_fields}
-        try:
-            return Usage.model_validate(fields)
-        except ValueError:
-            return Usage()
-    return Usage()
 
 
 def progress_logger(log: Any, label: str) -> Callable[[str], None]:

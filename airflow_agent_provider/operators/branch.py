@@ -8,15 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.branch import BaseBranchOperator
 
+from airflow_agent_provider.operators.base import DECISION_KEY, ClaudeStageOperator
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_agent_provider.contracts import RouteDecision, StageResult
 
-DECISION_KEY = "decision"
 
-
-class RemediationBranchOperator(BaseBranchOperator):
+class RemediationBranchOperator(ClaudeStageOperator, BaseBranchOperator):
     """Follow ``on_pass`` when every validation passed (no model call); otherwise let Claude choose.
 
     Claude is offered the ``branches`` (sorted task ids with their descriptions) as a closed choice;
@@ -29,18 +29,17 @@ class RemediationBranchOperator(BaseBranchOperator):
     :param branches: ``{task_id: what this route is for}``; every key must be a direct downstream task.
     :param on_pass: the downstream task id to follow when every validation passed.
     :param fallback: the downstream task id to follow when Claude cannot decide (or the approval times out).
-    :param model: the model id (default: the connection's ``model`` extra, else ``claude-sonnet-4-6``).
-    :param claude_conn_id: an ``anthropic`` connection (API key in the password, base URL in the host).
     :param require_approval: hand the proposed route to a person (Airflow's human-in-the-loop
         "Required actions"); they pick among the branches, the proposal preselected.
     :param approval_timeout: how long to wait for the person before taking ``fallback`` (None: no limit).
-    :param max_cost_usd: the run's model budget in USD (what earlier tasks of the run spent counts).
-    :param max_model_calls: the run's budget in model calls.
-    :param timeout_s: the wall-clock bound of the decision, retries included.
+
+    Claude is asked with the settings of ``ClaudeStageOperator`` (``model``, ``claude_conn_id``,
+    ``timeout_s``, ``max_cost_usd``, ``max_model_calls``).
     """
 
-    template_fields: Collection[str] = ("validation", "branches", "model", "claude_conn_id")
+    template_fields: Collection[str] = ("validation", "branches", *ClaudeStageOperator.claude_template_fields)
     ui_color = "#f4e2d8"
+    stage = "branch"
 
     def __init__(
         self,
@@ -49,13 +48,8 @@ class RemediationBranchOperator(BaseBranchOperator):
         branches: Mapping[str, str],
         on_pass: str,
         fallback: str,
-        model: str | None = None,
-        claude_conn_id: str = "anthropic_default",
         require_approval: bool = False,
         approval_timeout: timedelta | None = None,
-        max_cost_usd: float | None = None,
-        max_model_calls: int | None = None,
-        timeout_s: float = 60.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -63,13 +57,8 @@ class RemediationBranchOperator(BaseBranchOperator):
         self.branches = branches
         self.on_pass = on_pass
         self.fallback = fallback
-        self.model = model
-        self.claude_conn_id = claude_conn_id
         self.require_approval = require_approval
         self.approval_timeout = approval_timeout
-        self.max_cost_usd = max_cost_usd
-        self.max_model_calls = max_model_calls
-        self.timeout_s = timeout_s
 
     def choose_branch(self, context: Context) -> str:
         from airflow_agent_provider.contracts import RouteDecision  # pydantic models: built at run time only
@@ -111,27 +100,20 @@ class RemediationBranchOperator(BaseBranchOperator):
         from airflow_agent_provider.agents.routing import choose_route
         from airflow_agent_provider.contracts import RouteDecision, Usage
         from airflow_agent_provider.exceptions import ModelCallError
-        from airflow_agent_provider.operators._claude import Claude, run_budget
 
-        claude = Claude(self.claude_conn_id, timeout_s=self.timeout_s)
-        model = claude.model("route", self.model)
+        claude = self.claude(context)
         try:
-            budget = run_budget(self, context)
-            decision = choose_route(
-                claude.client, validations=results, branches=dict(self.branches), model=model,
-                policy=claude.policy("route"), budget=budget,
-            )  # fmt: skip
+            decision = choose_route(claude, validations=results, branches=dict(self.branches))
         except ModelCallError as err:
             reason = f"{err.reason}: {err}"
             self.log.warning("Claude gave no route (%s); taking the fallback %r", reason, self.fallback)
-            usage = (err.usage or Usage()).model_dump()
             return RouteDecision(
-                route=self.fallback, options=sorted(self.branches), model=model, usage=usage,
-                fallback_used=True, fallback_reason=reason,
+                route=self.fallback, options=sorted(self.branches), model=claude.model_for("route"),
+                usage=err.usage or Usage(), fallback_used=True, fallback_reason=reason,
             )  # fmt: skip
         self.log.info(
             "Claude (%s) chose %r with confidence %.2f: %s",
-            model,
+            decision.model,
             decision.route,
             decision.confidence,
             decision.rationale,
@@ -206,9 +188,9 @@ def results_passed(results: list[StageResult]) -> bool:
 
 
 def _validations(value: Any) -> list[StageResult]:
-    from airflow_agent_provider.operators._common import upstream_results
+    from airflow_agent_provider.contracts import parse_upstream
 
-    results = upstream_results(value)
+    results = parse_upstream(value)
     if not results:
         raise ValueError("validation is empty: pass a validation result (validate_task.output) or a list of them")
     return results

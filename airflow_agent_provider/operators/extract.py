@@ -3,28 +3,21 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.sdk import BaseOperator
-
+from airflow_agent_provider.operators.base import StageOperator
 from airflow_agent_provider.operators.errors import stage_errors
 
 if TYPE_CHECKING:
-    from airflow.sdk import Connection, Context
+    from airflow.sdk import Context
     from sqlalchemy.engine import Engine
 
     from airflow_agent_provider.engines.extract import HttpEndpoint
 
-# Connection extras that HttpHook reads as request options rather than as headers.
-_HTTP_OPTION_EXTRAS = frozenset(
-    {"stream", "cert", "proxies", "proxy", "timeout", "allow_redirects", "max_redirects", "trust_env"}
-    | {"check_response", "srv_lookup", "verify", "verify_ssl", "auth_type", "auth_kwargs"}
-)
 
-
-class ExtractOperator(BaseOperator):
+class ExtractOperator(StageOperator):
     """Extract each source into a staged Parquet dataset named after it, sources running concurrently.
 
     Returns the ``extract`` stage result: per dataset its URI, row count, columns and checksum; metrics
@@ -45,7 +38,7 @@ class ExtractOperator(BaseOperator):
     template_fields: Sequence[str] = ("sources", "staging_root")
     template_fields_renderers: ClassVar[dict[str, str]] = {"sources": "json"}
     ui_color = "#d6eaf8"
-    stage_name = "extract"
+    stage = "extract"
 
     def __init__(
         self,
@@ -114,33 +107,18 @@ class _Engines:
 
 
 def http_endpoint(conn_id: str) -> HttpEndpoint:
-    """The base URL, headers, auth and TLS setting of an Airflow HTTP connection, read as HttpHook does."""
-    from airflow.sdk import BaseHook
+    """What ``HttpHook`` builds for an HTTP connection: its base URL, and a session with the connection's
+    auth, headers (the extras that are no request options), TLS verification, certificate and proxies."""
+    from urllib.parse import urlsplit
+
+    from airflow.providers.http.hooks.http import HttpHook
 
     from airflow_agent_provider.engines.extract import HttpEndpoint
 
-    conn = BaseHook.get_connection(conn_id)
-    extra = dict(conn.extra_dejson)
-    return HttpEndpoint(
-        base_url=_base_url(conn),
-        headers=_headers(extra),
-        auth=(conn.login, conn.password or "") if conn.login else None,
-        verify=_verify(extra),
-    )
-
-
-def _base_url(conn: Connection) -> str:
-    host = conn.host or ""
-    if not host:
-        raise ValueError(f"HTTP connection {conn.conn_id!r} has no host")
-    url = host if "://" in host else f"{conn.schema or 'http'}://{host}"
-    return f"{url}:{conn.port}" if conn.port else url
-
-
-def _headers(extra: Mapping[str, Any]) -> dict[str, str]:
-    return {str(k): str(v) for k, v in extra.items() if k not in _HTTP_OPTION_EXTRAS}
-
-
-def _verify(extra: Mapping[str, Any]) -> bool:
-    verify = extra.get("verify", extra.get("verify_ssl", True))
-    return verify if isinstance(verify, bool) else str(verify).strip().lower() not in ("false", "0", "no")
+    hook = HttpHook(method="GET", http_conn_id=conn_id)
+    session = hook.get_conn()
+    if not urlsplit(hook.base_url).hostname:
+        raise ValueError(f"HTTP connection {conn_id!r} has no host")
+    if isinstance(session.verify, str) and session.verify.strip().lower() in ("false", "0", "no"):
+        session.verify = False  # a connection URI's extras are text; HttpHook would read "false" as a CA bundle path
+    return HttpEndpoint(base_url=hook.base_url, session=session)

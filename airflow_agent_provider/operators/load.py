@@ -7,8 +7,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow.sdk import BaseOperator
-
+from airflow_agent_provider.operators.base import StageOperator
 from airflow_agent_provider.operators.errors import stage_errors
 
 if TYPE_CHECKING:
@@ -17,7 +16,7 @@ if TYPE_CHECKING:
 MAX_IDENTIFIER = 63
 
 
-class LoadOperator(BaseOperator):
+class LoadOperator(StageOperator):
     """Load one staged dataset into ``target_table`` through a SQL connection, then check the load.
 
     Runs in one transaction: a failure leaves the table as it was. Re-running the same data interval
@@ -39,7 +38,7 @@ class LoadOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("upstream", "dataset", "conn_id", "target_table", "upsert_key")
     ui_color = "#e8daef"
-    stage_name = "load"
+    stage = "load"
 
     def __init__(
         self,
@@ -65,11 +64,13 @@ class LoadOperator(BaseOperator):
         self.batch_rows = batch_rows
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_agent_provider.contracts import parse_upstream
         from airflow_agent_provider.engines.load import load_dataset
         from airflow_agent_provider.operators import _common
 
         with stage_errors(self.task_id):
-            name, ref = _common.find_dataset(_common.upstream_results(self.upstream), self.dataset)
+            name, holder = _common.find_dataset(parse_upstream(self.upstream), self.dataset)
+            ref = holder.datasets[name]
             engine = _common.sql_engine(self.conn_id)
             try:
                 result = load_dataset(

@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
-
-from airflow_agent_provider.operators.errors import stage_errors
+from airflow_agent_provider.operators.base import StageOperator
+from airflow_agent_provider.operators.errors import QuarantineFailed, stage_errors
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -17,18 +15,7 @@ if TYPE_CHECKING:
     from airflow_agent_provider.engines.load import LoadStrategy
 
 
-class QuarantineFailed(AirflowFailException):
-    """The clean rows still fail validation (issues no row rule expresses, or another dataset failed).
-
-    Not retried: the same data fails the same way. ``remaining_issues`` names what is still wrong.
-    """
-
-    def __init__(self, message: str, *, remaining_issues: list[str]) -> None:
-        super().__init__(message)
-        self.remaining_issues = remaining_issues
-
-
-class QuarantineOperator(BaseOperator):
+class QuarantineOperator(StageOperator):
     """Quarantine the rows a failed validation found, validate the clean rows again, and go on.
 
     The plan is built from the validation's issues and the rules' own arguments (``not_null`` ->
@@ -42,7 +29,7 @@ class QuarantineOperator(BaseOperator):
 
     The task fails (``QuarantineFailed``, no retry) when the clean rows still fail, or when another
     validation given in ``validation`` failed: nothing that quarantine cannot fix goes downstream.
-    The stage result (stage ``remediate``, status ``pass``/``fail``) is pushed either way, with
+    The stage result (stage ``quarantine``, status ``pass``/``fail``) is pushed either way, with
     ``metrics`` ``rows_before``, ``rows_after``, ``rows_quarantined``, ``quarantined_by`` (per row rule),
     ``unhandled_issues``, the ``plan``, and ``quarantine_table``/``quarantine_rows_loaded``.
 
@@ -71,7 +58,7 @@ class QuarantineOperator(BaseOperator):
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {"quality_rules": "json", "expected_schema": "json"}
     ui_color = "#f9e79f"
-    stage_name = "remediate"
+    stage = "quarantine"
 
     def __init__(
         self,
@@ -101,14 +88,13 @@ class QuarantineOperator(BaseOperator):
         self.staging_root = staging_root
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_agent_provider.contracts import parse_quality_rules
+        from airflow_agent_provider.contracts import parse_quality_rules, parse_upstream
         from airflow_agent_provider.engines.quarantine import quarantine_dataset
         from airflow_agent_provider.operators import _common
 
         with stage_errors(self.task_id):
-            results = _common.upstream_results(self.validation)
-            name, _ = _common.find_dataset(results, self.dataset)
-            validation = next(r for r in results if name in r.datasets)
+            results = parse_upstream(self.validation)
+            name, validation = _common.find_dataset(results, self.dataset)
             result = quarantine_dataset(
                 validation, uri_for=_common.run_scope(context).uri_factory(self.staging_root), dataset=name,
                 quality_rules=parse_quality_rules(self.quality_rules), expected_schema=self.expected_schema,

@@ -8,32 +8,19 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
+from airflow_agent_provider.operators.base import ClaudeStageOperator
+from airflow_agent_provider.operators.errors import SchemaRemediationFailed
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_agent_provider.agents.remediation import RemediationOutcome, RemediationTask
+    from airflow_agent_provider.agents.remediation import RemediationOutcome, RemediationRequest
     from airflow_agent_provider.contracts import DatasetRef, StageResult
 
 ITERATIONS_KEY = "iterations"
 
 
-class SchemaRemediationFailed(AirflowFailException):
-    """The data still fails validation after the allowed iterations (or Claude could not answer).
-
-    Not retried: the same data and the same plans would fail again. ``iterations`` holds every plan
-    and what validation found after it; ``remaining_issues`` what is still wrong.
-    """
-
-    def __init__(self, message: str, *, iterations: list[dict[str, Any]], remaining_issues: list[str]) -> None:
-        super().__init__(message)
-        self.iterations = iterations
-        self.remaining_issues = remaining_issues
-
-
-class SchemaRemediationOperator(BaseOperator):
+class SchemaRemediationOperator(ClaudeStageOperator):
     """Fix a dataset that failed validation: up to ``max_iterations`` rounds of plan, apply, re-validate.
 
     Plans use a closed vocabulary (rename_column, cast_column, fill_default, drop_rows,
@@ -51,12 +38,10 @@ class SchemaRemediationOperator(BaseOperator):
     :param quarantine_conn_id: a SQLite/PostgreSQL connection to insert quarantined rows into, one
         table per quarantine target; without it quarantined rows stay staged (in the result's datasets).
     :param fail_on_null_rate_exceeds: the null-rate threshold of the re-validation, as in validation.
-    :param model: the model id (default: the connection's ``model`` extra, else ``claude-sonnet-4-6``).
-    :param claude_conn_id: an ``anthropic`` connection.
-    :param max_cost_usd: the run's model budget in USD (earlier tasks' spending counts).
-    :param max_model_calls: the run's budget in model calls.
-    :param timeout_s: the wall-clock bound of each plan request, retries included.
     :param staging_root: where the fixed data is staged (default: the provider's staging root).
+
+    Plans are asked for with the Claude settings of ``ClaudeStageOperator`` (``model``,
+    ``claude_conn_id``, ``timeout_s`` per plan, ``max_cost_usd``, ``max_model_calls``).
     """
 
     template_fields: Collection[str] = (
@@ -71,6 +56,7 @@ class SchemaRemediationOperator(BaseOperator):
         "staging_root",
     )
     ui_color = "#e8d8f4"
+    stage = "remediate"
 
     def __init__(
         self,
@@ -84,11 +70,6 @@ class SchemaRemediationOperator(BaseOperator):
         output_dataset: str | None = None,
         quarantine_conn_id: str | None = None,
         fail_on_null_rate_exceeds: float | None = None,
-        model: str | None = None,
-        claude_conn_id: str = "anthropic_default",
-        max_cost_usd: float | None = None,
-        max_model_calls: int | None = None,
-        timeout_s: float = 60.0,
         staging_root: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -102,51 +83,40 @@ class SchemaRemediationOperator(BaseOperator):
         self.output_dataset = output_dataset
         self.quarantine_conn_id = quarantine_conn_id
         self.fail_on_null_rate_exceeds = fail_on_null_rate_exceeds
-        self.model = model
-        self.claude_conn_id = claude_conn_id
-        self.max_cost_usd = max_cost_usd
-        self.max_model_calls = max_model_calls
-        self.timeout_s = timeout_s
         self.staging_root = staging_root
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_agent_provider.agents.remediation import remediate
-        from airflow_agent_provider.operators._claude import Claude, run_budget
         from airflow_agent_provider.operators.errors import stage_errors
 
         started, clock = datetime.now(timezone.utc), time.monotonic()
         with stage_errors(self.task_id):
-            task = self._task(context)
-            claude = Claude(self.claude_conn_id, timeout_s=self.timeout_s)
-            outcome = remediate(
-                lambda: claude.client, task, max_iterations=self.max_iterations, model=claude.model("fix", self.model),
-                policy=claude.policy("fix"), budget=run_budget(self, context),
-            )  # fmt: skip
+            request = self._request(context)
+            outcome = remediate(self.claude(context), request, max_iterations=self.max_iterations)
         context["ti"].xcom_push(key=ITERATIONS_KEY, value=outcome.iterations)
         if not outcome.passed or outcome.fixed is None:
-            raise self._failure(task.dataset, outcome)
+            raise self._failure(request.dataset, outcome)
         loaded = self._load_quarantine(outcome.quarantined)
-        result = self._result(task.output_dataset, outcome, loaded, started, time.monotonic() - clock)
+        result = self._result(request.output_dataset, outcome, loaded, started, time.monotonic() - clock)
         self.log.info(
             "Remediated %s in %d iteration(s): %s row(s) kept, %s model call(s), $%.4f",
-            task.dataset, len(outcome.iterations), outcome.fixed.row_count, outcome.usage.model_calls,
+            request.dataset, len(outcome.iterations), outcome.fixed.row_count, outcome.usage.model_calls,
             outcome.usage.cost_usd,
         )  # fmt: skip
         return result.model_dump(mode="json")
 
-    def _task(self, context: Context) -> RemediationTask:
+    def _request(self, context: Context) -> RemediationRequest:
         from airflow_agent_provider.agents.fixes import check_allowed_actions
-        from airflow_agent_provider.agents.remediation import RemediationTask
-        from airflow_agent_provider.contracts import parse_quality_rules
+        from airflow_agent_provider.agents.remediation import RemediationRequest
+        from airflow_agent_provider.contracts import parse_quality_rules, parse_upstream
         from airflow_agent_provider.operators import _common
 
-        results = _common.upstream_results(self.validation)
-        name, ref = _common.find_dataset(results, self.dataset)
+        name, validation = _common.find_dataset(parse_upstream(self.validation), self.dataset)
         check_allowed_actions(self.allowed_actions)
-        return RemediationTask(
+        return RemediationRequest(
             dataset=name,
-            ref=ref,
-            validation=next(r for r in results if name in r.datasets),
+            ref=validation.datasets[name],
+            validation=validation,
             uri_for=_common.run_scope(context).uri_factory(self.staging_root),
             output_dataset=self.output_dataset or name,
             expected_schema=dict(self.expected_schema or {}),

@@ -9,14 +9,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow.sdk import BaseOperator
-
-from airflow_agent_provider.operators.errors import StageFailed
+from airflow_agent_provider.operators.base import DECISION_KEY, StageOperator, stage_of
+from airflow_agent_provider.operators.errors import PipelineFailed
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_agent_provider.contracts import PipelineState, RouteDecision, StageResult, StageSummary, Usage
+    from airflow_agent_provider.contracts import PipelineState, RouteDecision, StageResult, StageSummary
 
 _FAILED_STATES = ("failed", "upstream_failed")
 _STATE_RANK = ("failed", "upstream_failed", "up_for_retry", "removed", "skipped", "success")
@@ -24,22 +23,37 @@ TOP_ISSUES = 3
 PipelineStatus = Literal["success", "failed", "partial"]
 
 
-class PipelineFailed(StageFailed):
-    """A stage of the run failed: the report is written, and the run is marked failed."""
-
-
 @dataclass
 class TaskOutcome:
-    """What one task of the run left behind: its state, its XCom values and its routing decisions."""
+    """What one task of the run left behind, parsed once: its state, stage results and routing decisions."""
 
     task_id: str
     state: str | None = None
     stage: str | None = None
-    values: list[Any] = field(default_factory=list)
-    decisions: list[Any] = field(default_factory=list)
+    results: list[StageResult] = field(default_factory=list)
+    decisions: list[RouteDecision] = field(default_factory=list)
+    output_bytes: int = 0
+
+    @classmethod
+    def parse(
+        cls,
+        task_id: str,
+        state: str | None,
+        stage: str | None,
+        values: Sequence[Any] = (),
+        decisions: Sequence[Any] = (),
+    ) -> TaskOutcome:
+        """From the task's XCom: its return values (every map index) and its ``decision`` values."""
+        from airflow_agent_provider.contracts import RouteDecision, StageResult, parse_each
+
+        kept = [value for value in values if value is not None]
+        return cls(
+            task_id, state, stage, parse_each(kept, StageResult), parse_each(decisions, RouteDecision),
+            output_bytes=sum(len(json.dumps(value, default=str)) for value in kept),
+        )  # fmt: skip
 
 
-class PipelineReportOperator(BaseOperator):
+class PipelineReportOperator(StageOperator):
     """Build the run's pipeline-state document from every other task's result, whatever happened.
 
     Runs last with ``trigger_rule="all_done"`` (place it downstream of the final tasks), so it reports
@@ -59,7 +73,7 @@ class PipelineReportOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("pipeline_id", "output_path")
     ui_color = "#eaeded"
-    stage_name = "report"
+    stage = "report"
 
     def __init__(
         self,
@@ -103,14 +117,12 @@ class PipelineReportOperator(BaseOperator):
 def _outcome(context: Context, task_id: str, states: Mapping[str, str]) -> TaskOutcome:
     """One task's state, return values (all map indexes) and ``decision`` XComs."""
     ti = context["ti"]
-    values = ti.xcom_pull(task_ids=[task_id], key="return_value") or []
-    decisions = ti.xcom_pull(task_ids=[task_id], key="decision") or []
-    return TaskOutcome(
-        task_id=task_id,
-        state=states.get(task_id),
-        stage=_stage_of(context["dag"].get_task(task_id)),
-        values=[v for v in values if v is not None],
-        decisions=[d for d in decisions if d is not None],
+    return TaskOutcome.parse(
+        task_id,
+        states.get(task_id),
+        stage_of(context["dag"].get_task(task_id)),
+        ti.xcom_pull(task_ids=[task_id], key="return_value") or [],
+        ti.xcom_pull(task_ids=[task_id], key=DECISION_KEY) or [],
     )
 
 
@@ -124,11 +136,6 @@ def pipeline_order(upstream: Mapping[str, set[str]]) -> list[str]:
             done.append(task_id)
             del pending[task_id]
     return done
-
-
-def _stage_of(task: Any) -> str | None:
-    stage = getattr(task, "stage_name", None) or getattr(getattr(task, "operator_class", None), "stage_name", None)
-    return stage if isinstance(stage, str) else None
 
 
 def merge_states(raw: Mapping[str, Any], task_ids: Iterable[str]) -> dict[str, str]:
@@ -168,9 +175,8 @@ def build_state(
     from airflow_agent_provider.contracts import PipelineState, Usage
 
     stages = {o.task_id: summarize(o) for o in outcomes}
-    decisions = [d for o in outcomes for d in _decisions(o.decisions)]
-    usage = sum((s.usage for s in stages.values()), Usage())
-    usage = sum((_decision_usage(d) for d in decisions), usage)
+    results = [r for o in outcomes for r in o.results]
+    decisions = [d for o in outcomes for d in o.decisions]
     starts = [s.started_at for s in stages.values() if s.started_at is not None]
     return PipelineState(
         pipeline_id=pipeline_id,
@@ -181,10 +187,10 @@ def build_state(
         status=_pipeline_status(outcomes, stages),
         stages=stages,
         decisions=decisions,
-        usage=usage,
-        rows_loaded=sum(int(s.output.get("metrics", {}).get("rows_loaded") or 0) for s in stages.values()),
+        usage=sum((r.usage for r in results), Usage()) + sum((d.usage for d in decisions), Usage()),
+        rows_loaded=sum(_rows(r) for r in results if r.stage == "load"),
         errors=[e for o in outcomes for e in _errors(o, stages[o.task_id])],
-        warnings=[f"{o.task_id}: {w}" for o in outcomes for r in _results(o) for w in r.warnings],
+        warnings=[f"{o.task_id}: {w}" for o in outcomes for r in o.results for w in r.warnings],
     )
 
 
@@ -192,12 +198,11 @@ def summarize(outcome: TaskOutcome) -> StageSummary:
     """One task's line in the document; a task without a stage result reports its Airflow state."""
     from airflow_agent_provider.contracts import StageSummary, Usage
 
-    results = _results(outcome)
-    output_bytes = sum(len(json.dumps(v, default=str)) for v in outcome.values)
+    results = outcome.results
     if not results:
         stage = outcome.stage or ("branch" if outcome.decisions else "task")
         return StageSummary(
-            task_id=outcome.task_id, stage=stage, status=outcome.state or "unknown", output_bytes=output_bytes
+            task_id=outcome.task_id, stage=stage, status=outcome.state or "unknown", output_bytes=outcome.output_bytes
         )
     issues = [issue for r in results for issue in r.issues]
     starts = [r.started_at for r in results if r.started_at is not None]
@@ -212,20 +217,8 @@ def summarize(outcome: TaskOutcome) -> StageSummary:
         top_issues=[issue.summary() for issue in issues[:TOP_ISSUES]],
         usage=sum((r.usage for r in results), Usage()),
         output=_compact_output(results),
-        output_bytes=output_bytes,
+        output_bytes=outcome.output_bytes,
     )
-
-
-def _results(outcome: TaskOutcome) -> list[StageResult]:
-    from airflow_agent_provider.contracts import StageResult
-
-    parsed = []
-    for value in outcome.values:
-        try:
-            parsed.append(StageResult.from_xcom(value))
-        except (TypeError, ValueError):
-            continue
-    return parsed
 
 
 def _stage_status(results: Sequence[StageResult], state: str | None) -> str:
@@ -251,30 +244,8 @@ def _compact_output(results: Sequence[StageResult]) -> dict[str, Any]:
     return {"datasets": datasets, "metrics": {"rows_loaded": rows_loaded, "instances": [r.metrics for r in results]}}
 
 
-def _decisions(values: Sequence[Any]) -> list[RouteDecision]:
-    from airflow_agent_provider.contracts import RouteDecision
-
-    parsed = []
-    for value in values:
-        try:
-            parsed.append(RouteDecision.model_validate(value))
-        except ValueError:
-            continue
-    return parsed
-
-
-def _decision_usage(decision: RouteDecision) -> Usage:
-    from airflow_agent_provider.contracts import Usage
-
-    fields = {k: v for k, v in decision.usage.items() if k in Usage.model_fields}
-    try:
-        return Usage.model_validate(fields)
-    except ValueError:
-        return Usage()
-
-
 def _errors(outcome: TaskOutcome, summary: StageSummary) -> list[str]:
-    errors = [f"{outcome.task_id}: {e}" for r in _results(outcome) for e in r.errors]
+    errors = [f"{outcome.task_id}: {e}" for r in outcome.results for e in r.errors]
     if outcome.state in _FAILED_STATES and not errors:
         errors.append(f"{outcome.task_id}: task {outcome.state} (status {summary.status})")
     return errors

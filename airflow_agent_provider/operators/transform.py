@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.sdk import BaseOperator
-
+from airflow_agent_provider.operators.base import ClaudeStageOperator
 from airflow_agent_provider.operators.errors import stage_errors
 
 if TYPE_CHECKING:
@@ -15,7 +14,7 @@ if TYPE_CHECKING:
     from airflow_agent_provider.agents.sql import SqlWriter
 
 
-class TransformOperator(BaseOperator):
+class TransformOperator(ClaudeStageOperator):
     """Run transformations, in order, over every upstream dataset (each a table named after it).
 
     Each step's result is a table under the step's ``name`` for the steps after it; the last result
@@ -31,14 +30,18 @@ class TransformOperator(BaseOperator):
     :param output_dataset: the name of the staged result. Templated.
     :param staging_root: where staged data goes (default as for ``ExtractOperator``). Templated.
     :param plans_folder: where SQL written from a description is cached. Templated.
-    :param model: the Claude model that writes SQL from a description.
-    :param claude_conn_id: the ``anthropic`` connection used to write SQL.
+
+    SQL is written from a description with the Claude settings of ``ClaudeStageOperator`` (``model``,
+    ``claude_conn_id``, ``timeout_s``, ``max_cost_usd``, ``max_model_calls``).
     """
 
-    template_fields: Sequence[str] = ("upstream", "transformations", "output_dataset", "staging_root", "plans_folder")
+    template_fields: Sequence[str] = (
+        "upstream", "transformations", "output_dataset", "staging_root", "plans_folder",
+        *ClaudeStageOperator.claude_template_fields,
+    )  # fmt: skip
     template_fields_renderers: ClassVar[dict[str, str]] = {"transformations": "json"}
     ui_color = "#d5f5e3"
-    stage_name = "transform"
+    stage = "transform"
 
     def __init__(
         self,
@@ -48,8 +51,6 @@ class TransformOperator(BaseOperator):
         output_dataset: str,
         staging_root: str | None = None,
         plans_folder: str | None = None,
-        model: str | None = None,
-        claude_conn_id: str = "anthropic_default",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -58,17 +59,15 @@ class TransformOperator(BaseOperator):
         self.output_dataset = output_dataset
         self.staging_root = staging_root
         self.plans_folder = plans_folder
-        self.model = model
-        self.claude_conn_id = claude_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_agent_provider.contracts import parse_transformations
+        from airflow_agent_provider.contracts import parse_transformations, parse_upstream
         from airflow_agent_provider.engines.transform import run_transformations
         from airflow_agent_provider.operators import _common
 
         scope = _common.run_scope(context)
         with stage_errors(self.task_id):
-            inputs = _common.all_datasets(_common.upstream_results(self.upstream))
+            inputs = _common.all_datasets(parse_upstream(self.upstream))
             steps = parse_transformations(self.transformations)
             writer = self._sql_writer(context) if any(s.description and not s.sql for s in steps) else None
             result = run_transformations(
@@ -93,6 +92,8 @@ class TransformOperator(BaseOperator):
 
     def _sql_writer(self, context: Context) -> SqlWriter:
         """Claude's SQL writer for described steps: reviewed plans from ``plans_folder`` first."""
-        from airflow_agent_provider.operators._claude import sql_writer
+        from airflow_agent_provider.agents.plans import PlanCache
+        from airflow_agent_provider.agents.sql import SqlWriter
+        from airflow_agent_provider.operators._claude import plans_folder
 
-        return sql_writer(self, context)
+        return SqlWriter(self.claude(context), cache=PlanCache(plans_folder(self.plans_folder)))

@@ -5,18 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.sdk import BaseOperator
-
 from airflow_agent_provider.exceptions import ValidationFailed
+from airflow_agent_provider.operators.base import ClaudeStageOperator
 from airflow_agent_provider.operators.errors import StageFailed, stage_errors
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_agent_provider.contracts import StageResult
 
-
-class ValidateOperator(BaseOperator):
+class ValidateOperator(ClaudeStageOperator):
     """Validate one staged dataset of the upstream stage; a failing validation is a result, not an error.
 
     Returns the ``validate`` stage result: status ``pass`` or ``fail``, the ``issues`` found (type,
@@ -37,15 +34,17 @@ class ValidateOperator(BaseOperator):
     :param fail_on_null_rate_exceeds: a column whose share of nulls exceeds this (0.05 = 5 %) is an issue.
     :param fail_task_on_failure: fail the task (no retry) when the validation fails; the result is
         still pushed to XCom so the report shows the issues. Off by default: route on the result instead.
-    :param diagnose: ask Claude for a diagnosis and recommendation when issues are found.
-    :param model: the Claude model for the diagnosis (default: the connection's model).
-    :param claude_conn_id: the ``anthropic`` connection used for the diagnosis.
+    :param diagnose: ask Claude for a diagnosis and recommendation when issues are found, with the
+        Claude settings of ``ClaudeStageOperator`` (``model``, ``claude_conn_id``, ``timeout_s``,
+        ``max_cost_usd``, ``max_model_calls``).
     """
 
-    template_fields: Sequence[str] = ("upstream", "dataset", "expected_schema", "quality_rules")
+    template_fields: Sequence[str] = (
+        "upstream", "dataset", "expected_schema", "quality_rules", *ClaudeStageOperator.claude_template_fields
+    )  # fmt: skip
     template_fields_renderers: ClassVar[dict[str, str]] = {"quality_rules": "json", "expected_schema": "json"}
     ui_color = "#fdebd0"
-    stage_name = "validate"
+    stage = "validate"
 
     def __init__(
         self,
@@ -58,8 +57,6 @@ class ValidateOperator(BaseOperator):
         fail_on_null_rate_exceeds: float | None = None,
         fail_task_on_failure: bool = False,
         diagnose: bool = False,
-        model: str | None = None,
-        claude_conn_id: str = "anthropic_default",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -71,16 +68,15 @@ class ValidateOperator(BaseOperator):
         self.fail_on_null_rate_exceeds = fail_on_null_rate_exceeds
         self.fail_task_on_failure = fail_task_on_failure
         self.diagnose = diagnose
-        self.model = model
-        self.claude_conn_id = claude_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_agent_provider.contracts import parse_quality_rules
+        from airflow_agent_provider.contracts import parse_quality_rules, parse_upstream
         from airflow_agent_provider.engines.validate import validate_dataset
         from airflow_agent_provider.operators import _common
 
         with stage_errors(self.task_id):
-            name, ref = _common.find_dataset(_common.upstream_results(self.upstream), self.dataset)
+            name, holder = _common.find_dataset(parse_upstream(self.upstream), self.dataset)
+            ref = holder.datasets[name]
             result = validate_dataset(
                 ref,
                 dataset=name,
@@ -92,7 +88,9 @@ class ValidateOperator(BaseOperator):
             )
         result.task_id = self.task_id
         if self.diagnose and not result.passed:
-            result = self._diagnose(result, context)
+            from airflow_agent_provider.operators._claude import diagnose_result
+
+            result = diagnose_result(self.claude(context), result, self.log)
         self.log.info(
             "Validation of %s: %s (%s rows, %s issue(s))", name, result.status, ref.row_count, len(result.issues)
         )
@@ -103,9 +101,3 @@ class ValidateOperator(BaseOperator):
             failure = ValidationFailed(f"validation of {name!r} failed: {summary}")
             raise StageFailed(f"{self.task_id}: {failure}") from failure
         return output
-
-    def _diagnose(self, result: StageResult, context: Context) -> StageResult:
-        """The result with Claude's diagnosis and recommendation (unchanged but for a warning without Claude)."""
-        from airflow_agent_provider.operators._claude import diagnose_result
-
-        return diagnose_result(self, result, context)

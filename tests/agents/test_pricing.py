@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from airflow_agent_provider.agents.models import SMALL_MODEL, STRONG_MODEL, TIERS, resolve_model
+from airflow_agent_provider.agents.claude import Claude
+from airflow_agent_provider.agents.models import SMALL_MODEL, STRONG_MODEL, TIERS
 from airflow_agent_provider.agents.pricing import PRICES, ModelPrice, price_of, usage_of
 
 
@@ -81,10 +82,11 @@ class TestModelTiers:
             assert model in known and model in PRICES and model not in DEPRECATED_MODELS
 
     def test_operator_model_beats_connection_model_beats_tier(self) -> None:
-        assert resolve_model("route", "op-model", "conn-model") == "op-model"
-        assert resolve_model("route", None, "conn-model") == "conn-model"
-        assert resolve_model("route") == STRONG_MODEL
+        assert Claude(object, model="op-model", default_model=lambda: "conn-model").model_for("route") == "op-model"
+        assert Claude(object, default_model=lambda: "conn-model").model_for("route") == "conn-model"
+        assert Claude(object).model_for("route") == STRONG_MODEL
+        assert Claude(object).model_for("diagnose") == SMALL_MODEL
 
     def test_an_unknown_point_is_a_value_error(self) -> None:
         with pytest.raises(ValueError):
-            resolve_model("sing")  # type: ignore[arg-type]
+            Claude(object).model_for("sing")  # type: ignore[arg-type]

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from airflow_agent_provider.agents.calls import CallPolicy
+from airflow_agent_provider.agents.claude import Claude
 from airflow_agent_provider.agents.fixes import propose_fix
-from airflow_agent_provider.agents.remediation import RemediationTask, remediate
+from airflow_agent_provider.agents.remediation import RemediationRequest, remediate
 from airflow_agent_provider.contracts import DatasetRef, StageResult, parse_quality_rules
 from airflow_agent_provider.engines import staging
 from airflow_agent_provider.engines.validate import validate_dataset
@@ -38,10 +39,10 @@ def payments(staging_root: str) -> DatasetRef:
 
 
 @pytest.fixture
-def task(payments: DatasetRef, staging_root: str) -> RemediationTask:
+def task(payments: DatasetRef, staging_root: str) -> RemediationRequest:
     validation = validate_dataset(payments, dataset="payments", expected_schema=EXPECTED, quality_rules=RULES)
     assert not validation.passed
-    return RemediationTask(
+    return RemediationRequest(
         dataset="payments",
         ref=payments,
         validation=validation,
@@ -52,8 +53,8 @@ def task(payments: DatasetRef, staging_root: str) -> RemediationTask:
     )
 
 
-def run(client: Any, task: RemediationTask, **kwargs: Any) -> Any:
-    return remediate(lambda: client, task, policy=FAST, **kwargs)
+def run(client: Any, task: RemediationRequest, **kwargs: Any) -> Any:
+    return remediate(Claude.of(client, policy=FAST), task, **kwargs)
 
 
 def rows(ref: DatasetRef) -> list[tuple[Any, ...]]:
@@ -66,7 +67,7 @@ def rows(ref: DatasetRef) -> list[tuple[Any, ...]]:
 
 class TestRemediate:
     def test_fixes_a_renamed_column_and_a_castable_type_in_two_iterations(
-        self, fake: FakeClaude, client: Any, task: RemediationTask
+        self, fake: FakeClaude, client: Any, task: RemediationRequest
     ) -> None:
         fake.add(plan(RENAME), times=1)
         fake.add(plan(CAST), times=1)
@@ -78,7 +79,7 @@ class TestRemediate:
         assert outcome.usage.model_calls == 2
 
     def test_tells_the_model_what_earlier_plans_left_failing(
-        self, fake: FakeClaude, client: Any, task: RemediationTask
+        self, fake: FakeClaude, client: Any, task: RemediationRequest
     ) -> None:
         fake.add(plan(RENAME), times=1)
         fake.add(plan(CAST), times=1)
@@ -89,7 +90,7 @@ class TestRemediate:
         assert any("amount" in issue for issue in history[0]["issues"])
 
     def test_gives_up_after_max_iterations_of_useless_plans_with_every_plan_recorded(
-        self, fake: FakeClaude, client: Any, task: RemediationTask
+        self, fake: FakeClaude, client: Any, task: RemediationRequest
     ) -> None:
         fake.add(plan(USELESS))
         outcome = run(client, task, max_iterations=3)
@@ -99,7 +100,7 @@ class TestRemediate:
         assert any("user_id" in issue for issue in outcome.remaining_issues)
 
     def test_a_plan_that_does_not_fit_the_data_is_recorded_and_the_loop_goes_on(
-        self, fake: FakeClaude, client: Any, task: RemediationTask
+        self, fake: FakeClaude, client: Any, task: RemediationRequest
     ) -> None:
         fake.add(plan({"action": "rename_column", "column": "no_such_column", "to": "user_id"}), times=1)
         fake.add(plan(RENAME, CAST), times=1)
@@ -108,7 +109,7 @@ class TestRemediate:
         assert [i["outcome"] for i in outcome.iterations] == ["plan_failed", "pass"]
         assert "no_such_column" in outcome.iterations[0]["error"]
 
-    def test_stops_when_the_model_is_unavailable(self, fake: FakeClaude, client: Any, task: RemediationTask) -> None:
+    def test_stops_when_the_model_is_unavailable(self, fake: FakeClaude, client: Any, task: RemediationRequest) -> None:
         fake.add(Fault.overloaded())
         outcome = run(client, task)
         assert not outcome.passed and outcome.iterations == []
@@ -116,32 +117,34 @@ class TestRemediate:
 
     def test_a_passing_validation_needs_no_model(self, fake: FakeClaude, client: Any, payments: DatasetRef) -> None:
         passing = StageResult(stage="validate", status="pass", datasets={"payments": payments})
-        outcome = run(client, RemediationTask("payments", payments, passing, str, "payments"))
+        outcome = run(client, RemediationRequest("payments", payments, passing, str, "payments"))
         assert outcome.passed and outcome.fixed == payments and fake.messages_requests == []
 
 
 class TestProposeFix:
     def test_the_schema_offers_only_the_allowed_actions(
-        self, fake: FakeClaude, client: Any, task: RemediationTask
+        self, fake: FakeClaude, client: Any, task: RemediationRequest
     ) -> None:
         fake.add(plan(CAST))
-        fix, usage = propose_fix(client, task.validation, allowed_actions=["cast_column"], policy=FAST)
+        fix, usage = propose_fix(Claude.of(client, policy=FAST), task.validation, allowed_actions=["cast_column"])
         assert fix.actions[0].action == "cast_column" and usage.model_calls == 1
         schema = fake.messages_requests[0].json["output_config"]["format"]["schema"]
         assert schema["title"] == "FixPlan"
         assert "CastColumn" in json.dumps(schema) and "DropRows" not in json.dumps(schema)
 
     def test_an_action_outside_the_allowed_set_is_off_contract(
-        self, fake: FakeClaude, client: Any, task: RemediationTask
+        self, fake: FakeClaude, client: Any, task: RemediationRequest
     ) -> None:
         fake.add(plan({"action": "drop_rows", "rule": {"column": "amount", "op": "is_null"}}))
         with pytest.raises(ModelCallError) as info:
-            propose_fix(client, task.validation, allowed_actions=["rename_column", "cast_column"], policy=FAST)
+            propose_fix(
+                Claude.of(client, policy=FAST), task.validation, allowed_actions=["rename_column", "cast_column"]
+            )
         assert info.value.reason == "off_contract" and len(fake.messages_requests) == 3
 
     def test_an_unknown_allowed_action_is_refused_before_any_call(
-        self, fake: FakeClaude, client: Any, task: RemediationTask
+        self, fake: FakeClaude, client: Any, task: RemediationRequest
     ) -> None:
         with pytest.raises(ValueError, match="allowed_actions"):
-            propose_fix(client, task.validation, allowed_actions=["truncate_table"], policy=FAST)
+            propose_fix(Claude.of(client, policy=FAST), task.validation, allowed_actions=["truncate_table"])
         assert fake.messages_requests == []

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from airflow_agent_provider.agents.calls import CallPolicy
+from airflow_agent_provider.agents.claude import Claude
 from airflow_agent_provider.agents.diagnosis import diagnose
 from airflow_agent_provider.agents.models import SMALL_MODEL, STRONG_MODEL
 from airflow_agent_provider.agents.routing import choose_route
@@ -26,7 +27,7 @@ FAST = CallPolicy(backoff_s=0.02, deadline_s=20)
 
 def route(client: Any, validation: Any = None, **kwargs: Any) -> Any:
     validations = [validation or failing_validation()]
-    return choose_route(client, validations=validations, branches=BRANCHES, policy=FAST, **kwargs)
+    return choose_route(Claude.of(client, policy=FAST, **kwargs), validations=validations, branches=BRANCHES)
 
 
 def answer(route_id: str, confidence: float = 0.8) -> Reply:
@@ -39,7 +40,7 @@ class TestChooseRoute:
         decision = route(client)
         assert (decision.route, decision.confidence, decision.model) == ("quarantine_rows", 0.7, STRONG_MODEL)
         assert decision.options == ["escalate", "quarantine_rows", "remediate_schema"]
-        assert decision.usage["model_calls"] == 1 and decision.usage["cost_usd"] > 0
+        assert decision.usage.model_calls == 1 and decision.usage.cost_usd > 0
         assert not decision.fallback_used
 
     def test_offers_exactly_the_sorted_branches_as_a_closed_enum(self, fake: FakeClaude, client: Any) -> None:
@@ -80,13 +81,13 @@ class TestChooseRoute:
         fake.add(answer("escalate"))
         validation = failing_validation(rows=2_000_000, bad=bad, issues=200, columns=400, sample=["z" * 3000] * 5)
         usage = route(client, validation).usage
-        total_input = usage["input_tokens"] + usage["cache_creation_input_tokens"] + usage["cache_read_input_tokens"]
+        total_input = usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens
         assert total_input < 3000
 
     def test_the_system_prompt_is_cached_and_no_secret_is_sent(self, fake: FakeClaude, client: Any) -> None:
         fake.set_default(answer("escalate"))
         first, second = route(client), route(client)
-        assert second.usage["cache_read_input_tokens"] == first.usage["cache_creation_input_tokens"] > 0
+        assert second.usage.cache_read_input_tokens == first.usage.cache_creation_input_tokens > 0
         sent = json.dumps([r.json for r in fake.messages_requests])
         for secret in (KEY, SECRET_DSN, "hunter2", "warehouse.internal", "/var/lib/airflow"):
             assert secret not in sent
@@ -101,7 +102,7 @@ class TestDiagnose:
     def test_a_small_model_reads_the_failure(self, fake: FakeClaude, client: Any) -> None:
         reply = {"summary": "amount is text", "likely_cause": "upstream change", "recommendation": "cast it"}
         fake.add(Reply.json({**reply, "severity": "high"}), match={"schema_title": "Diagnosis"})
-        diagnosis, usage = diagnose(client, failing_validation(), policy=FAST)
+        diagnosis, usage = diagnose(Claude.of(client, policy=FAST), failing_validation())
         assert diagnosis.recommendation == "cast it" and diagnosis.severity == "high"
         assert usage.model_calls == 1
         assert fake.messages_requests[0].json["model"] == SMALL_MODEL
@@ -109,5 +110,5 @@ class TestDiagnose:
     def test_an_unusable_answer_is_a_model_call_error(self, fake: FakeClaude, client: Any) -> None:
         fake.add(Reply.refusal())
         with pytest.raises(ModelCallError) as info:
-            diagnose(client, failing_validation(), policy=FAST)
+            diagnose(Claude.of(client, policy=FAST), failing_validation())
         assert info.value.reason == "refusal"

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from airflow_agent_provider.agents.calls import CallPolicy
+from airflow_agent_provider.agents.claude import Claude
 from airflow_agent_provider.agents.plans import PlanCache, plan_key
 from airflow_agent_provider.agents.sql import SqlWriter, check_sql
 from airflow_agent_provider.contracts import Transformation
@@ -95,12 +96,12 @@ def sql_answer(sql: str) -> Reply:
 def writer_for(client: Any, tmp_path: Path) -> Any:
     calls: list[int] = []
 
-    def connect() -> tuple[Any, str | None]:
+    def connect() -> Any:
         calls.append(1)
-        return client, None
+        return client
 
     def make() -> SqlWriter:
-        return SqlWriter(connect, cache=PlanCache(tmp_path / "plans"), policy=CallPolicy(backoff_s=0.02))
+        return SqlWriter(Claude(connect, policy=CallPolicy(backoff_s=0.02)), cache=PlanCache(tmp_path / "plans"))
 
     make.connects = calls  # type: ignore[attr-defined]
     return make

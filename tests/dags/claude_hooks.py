@@ -1,7 +1,7 @@
 """The agent hook points the data operators call, inside a real task: diagnosis and SQL writing.
 
-``diagnose_result`` and ``sql_writer`` take the running operator (here a plain @task, so every
-Claude setting falls back to its default) and the context; plans go under $AGENT_PROVIDER_HOME/plans.
+``connect`` builds Claude for the running task (here a plain @task, so every Claude setting is its
+default); ``diagnose_result`` and a ``SqlWriter`` use it; plans go under $AGENT_PROVIDER_HOME/plans.
 """
 
 from __future__ import annotations
@@ -18,12 +18,14 @@ SCHEMAS = {"events": {"user_id": "BIGINT", "amount": "DOUBLE"}, "users": {"user_
 def claude_hooks() -> None:
     @task
     def judge(**context: Any) -> dict[str, Any]:
+        from airflow_agent_provider.agents import PlanCache, SqlWriter
         from airflow_agent_provider.contracts import StageResult, Transformation
-        from airflow_agent_provider.operators._claude import diagnose_result, sql_writer
+        from airflow_agent_provider.operators._claude import connect, diagnose_result, plans_folder
 
         validation = StageResult.model_validate(context["dag_run"].conf["validation"])
-        diagnosed = diagnose_result(context["task"], validation, context)
-        writer = sql_writer(context["task"], context)
+        claude = connect(context)
+        diagnosed = diagnose_result(claude, validation, context["task"].log)
+        writer = SqlWriter(claude, cache=PlanCache(plans_folder()))
         totals = Transformation(name="totals", type="sql", description="Total amount per country.")
         sql = writer(totals, SCHEMAS)
         usage = writer.usage.model_dump()

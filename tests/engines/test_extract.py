@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import requests
 import sqlalchemy as sa
 
 from airflow_agent_provider.contracts import StageResult, parse_sources
@@ -99,8 +100,16 @@ class Api:
     def calls_to(self, path: str) -> list[Call]:
         return [c for c in self.calls if c.path == path]
 
-    def endpoint(self, **kwargs: Any) -> Callable[[str], HttpEndpoint]:
-        return lambda _conn_id: HttpEndpoint(base_url=self.base_url, **kwargs)
+    def endpoint(self, headers: dict[str, str] | None = None, auth: Any = None) -> Callable[[str], HttpEndpoint]:
+        """A session per source with the connection's ``headers`` and ``auth``, as HttpHook builds one."""
+
+        def session_for(_conn_id: str) -> HttpEndpoint:
+            session = requests.Session()
+            session.headers.update(headers or {})
+            session.auth = auth
+            return HttpEndpoint(base_url=self.base_url, session=session)
+
+        return session_for
 
     def handle(self, request: BaseHTTPRequestHandler) -> None:
         parts_ = urlsplit(request.path)

@@ -154,7 +154,7 @@ class TestQuarantineDataset:
             validate(), uri_for=uri_for(staging_root), quality_rules=parse_quality_rules(RULES), expected_schema=SCHEMA
         )
 
-        assert (result.stage, result.status, result.issues) == ("remediate", "pass", [])
+        assert (result.stage, result.status, result.issues) == ("quarantine", "pass", [])
         clean, bad = result.datasets["events"], result.datasets["events_quarantine"]
         assert clean.uri == f"{staging_root}/run/quarantine/events"
         assert [r[0] for r in read(clean, "event_id")] == [1, 9, 10]

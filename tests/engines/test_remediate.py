@@ -11,7 +11,7 @@ import pytest
 from airflow_agent_provider.contracts import DatasetRef, FixPlan, RenameColumn, StageResult
 from airflow_agent_provider.engines import staging
 from airflow_agent_provider.engines.remediate import apply_fix_plan
-from airflow_agent_provider.exceptions import RemediationFailed
+from airflow_agent_provider.exceptions import FixPlanNotApplicable
 
 ORDERS = pd.DataFrame(
     {
@@ -74,14 +74,14 @@ class TestRenameColumn:
         assert [r[0] for r in read(fixed(result), "sku")] == ["A1", "B2", "x", None, "A9", "12"]
 
     def test_missing_column_fails_naming_the_action(self, fix):
-        with pytest.raises(RemediationFailed, match=r"action #2 \(rename_column\): column 'nope' does not exist"):
+        with pytest.raises(FixPlanNotApplicable, match=r"action #2 \(rename_column\): column 'nope' does not exist"):
             fix(
                 {"action": "fill_default", "column": "code", "value": "?"},
                 {"action": "rename_column", "column": "nope", "to": "sku"},
             )
 
     def test_new_name_must_be_free(self, fix):
-        with pytest.raises(RemediationFailed, match="'flag' already exists"):
+        with pytest.raises(FixPlanNotApplicable, match="'flag' already exists"):
             fix({"action": "rename_column", "column": "code", "to": "FLAG"})
 
     def test_later_actions_use_the_new_name(self, fix):
@@ -141,11 +141,11 @@ class TestCastColumn:
         assert result.metrics["rows_dropped"] == 1
 
     def test_bad_format_fails_naming_the_action(self, fix):
-        with pytest.raises(RemediationFailed, match=r"action #1 \(cast_column\): format '%Q'"):
+        with pytest.raises(FixPlanNotApplicable, match=r"action #1 \(cast_column\): format '%Q'"):
             fix({"action": "cast_column", "column": "day", "to_type": "date", "format": "%Q"})
 
     def test_missing_column_fails(self, fix):
-        with pytest.raises(RemediationFailed, match="column 'amount' does not exist"):
+        with pytest.raises(FixPlanNotApplicable, match="column 'amount' does not exist"):
             fix({"action": "cast_column", "column": "amount", "to_type": "float"})
 
 
@@ -169,7 +169,9 @@ class TestFillDefault:
         assert result.metrics["actions_applied"][1]["rows"] == 2
 
     def test_value_that_does_not_fit_the_column_fails(self, fix):
-        with pytest.raises(RemediationFailed, match=r"action #1 \(fill_default\): value 'lots' is not a valid BIGINT"):
+        with pytest.raises(
+            FixPlanNotApplicable, match=r"action #1 \(fill_default\): value 'lots' is not a valid BIGINT"
+        ):
             fix({"action": "fill_default", "column": "score", "value": "lots"})
 
     def test_quoted_value_stays_data(self, fix):
@@ -223,7 +225,7 @@ class TestRowRules:
         ],
     )
     def test_rule_that_does_not_fit_fails_naming_the_action(self, fix, row_rule, message):
-        with pytest.raises(RemediationFailed, match=r"action #1 \(drop_rows\)") as caught:
+        with pytest.raises(FixPlanNotApplicable, match=r"action #1 \(drop_rows\)") as caught:
             fix({"action": "drop_rows", "rule": row_rule})
 
         assert message.replace("\\", "") in str(caught.value)
@@ -270,7 +272,7 @@ class TestQuarantineRows:
         assert "code" in quarantined["huge"].columns
 
     def test_target_cannot_be_the_fixed_dataset(self, fix):
-        with pytest.raises(RemediationFailed, match="own name"):
+        with pytest.raises(FixPlanNotApplicable, match="own name"):
             fix({"action": "quarantine_rows", "rule": rule("score", "is_null"), "target": "orders_fixed"})
 
 
@@ -279,7 +281,7 @@ class TestUnvalidatedPlans:
         sneaky = RenameColumn.model_construct(action="rename_column", column="code", to='x" FROM t; --')
         plan = FixPlan.model_construct(actions=[sneaky], rationale="")
 
-        with pytest.raises(RemediationFailed, match=r"action #1 \(rename_column\): name .* plain identifier"):
+        with pytest.raises(FixPlanNotApplicable, match=r"action #1 \(rename_column\): name .* plain identifier"):
             apply_fix_plan(orders, plan, output_uri=f"{staging_root}/fix/orders_fixed", quarantine_uri=str)
 
 

@@ -20,10 +20,11 @@ from typing import Any
 import pytest
 
 from airflow_agent_provider.agents.calls import Budget, CallPolicy
+from airflow_agent_provider.agents.claude import Claude
 from airflow_agent_provider.agents.diagnosis import diagnose
 from airflow_agent_provider.agents.routing import choose_route
 from airflow_agent_provider.agents.sql import write_sql
-from airflow_agent_provider.contracts import Transformation
+from airflow_agent_provider.contracts import Transformation, Usage
 from airflow_agent_provider.exceptions import BudgetExhausted, ModelCallError
 from airflow_agent_provider.testing import FakeClaude, Fault, Reply
 from tests.agents.support import failing_validation
@@ -57,12 +58,13 @@ def ran(dag_run: Any) -> list[str]:
 
 def decide(point: str, client: Any, budget: Budget | None = None) -> Any:
     """One decision at ``point`` with the stated policy."""
+    claude = Claude.of(client, policy=POLICY, budget=budget)
     if point == "route":
-        return choose_route(client, validations=[failing_validation()], branches=BRANCHES, policy=POLICY, budget=budget)
+        return choose_route(claude, validations=[failing_validation()], branches=BRANCHES)
     if point == "diagnose":
-        return diagnose(client, failing_validation(), policy=POLICY, budget=budget)
+        return diagnose(claude, failing_validation())
     totals = Transformation(name="totals", type="sql", description="Total amount per user.")
-    return write_sql(client, totals, SCHEMAS, policy=POLICY, budget=budget)
+    return write_sql(claude, totals, SCHEMAS)
 
 
 # (fault, reason, most HTTP requests, bound in seconds)
@@ -172,6 +174,33 @@ class TestRemediationBranchRunsTakeTheFallback:
         assert decision["usage"]["model_calls"] == 1  # the prose answer it paid for before the budget ran out
         assert len(claude_conn.messages_requests) == 2  # the repair was never sent
         assert route_seconds(dag_run) < 6.0
+
+    def test_a_budget_in_default_args_binds_the_diagnosis_and_the_route(
+        self, claude_conn: FakeClaude, faults_dag_run: Any
+    ) -> None:
+        claude_conn.add(Reply.json(DIAGNOSIS), match={"schema_title": "Diagnosis"})
+        claude_conn.set_default(answer("quarantine_rows"))  # what the route would get, were it asked
+        dag_run = faults_dag_run("faults_claude_default_budget")
+        titles = [r.json["output_config"]["format"]["schema"]["title"] for r in claude_conn.messages_requests]
+        assert titles == ["Diagnosis"]  # the diagnosis spent the one call; the route asked nothing
+        validation = xcom(dag_run, "validate")
+        assert validation["diagnosis"]["severity"] == "high" and validation["usage"]["model_calls"] == 1
+        decision = xcom(dag_run, "route", "decision")
+        assert ran(dag_run) == ["escalate"] and decision["fallback_used"] is True
+        assert decision["fallback_reason"].startswith("budget_exhausted: model call budget spent: 1 of 1 call(s)")
+        assert decision["usage"] == Usage().model_dump() and type(decision["usage"]["model_calls"]) is int
+
+    def test_a_budget_in_default_args_that_allows_no_call_stops_the_diagnosis_too(
+        self, claude_conn: FakeClaude, faults_dag_run: Any
+    ) -> None:
+        claude_conn.set_default(Reply.json(DIAGNOSIS))
+        dag_run = faults_dag_run("faults_claude_no_budget")
+        assert claude_conn.messages_requests == []
+        validation = xcom(dag_run, "validate")
+        assert validation.get("diagnosis") is None and validation["usage"]["model_calls"] == 0
+        assert any(w.startswith("diagnosis unavailable (budget_exhausted)") for w in validation["warnings"])
+        assert ran(dag_run) == ["escalate"]
+        assert xcom(dag_run, "route", "decision")["fallback_reason"].startswith("budget_exhausted: ")
 
     def test_claude_down_for_every_call_still_ends_the_run_in_bounded_time(
         self, claude_conn: FakeClaude, faults_dag_run: Any

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
+from airflow_agent_provider.agents.claude import Claude
 from airflow_agent_provider.agents.plans import PlanCache
 from airflow_agent_provider.agents.routing import choose_route
 from airflow_agent_provider.agents.sql import SqlWriter, check_sql
@@ -158,7 +159,7 @@ class TestGeneratedSqlIsRefusedBeforeItRuns:
     ) -> None:
         canary = tmp_path / "canary.db"
         fake.add(Reply.json({"sql": template.format(canary=canary), "explanation": "as asked"}))
-        writer = SqlWriter(lambda: (client, None), cache=PlanCache(tmp_path / "plans"))
+        writer = SqlWriter(Claude.of(client), cache=PlanCache(tmp_path / "plans"))
         events = stage_table(staging_root, {"user_id": [1, 2], "amount": [3.0, 4.0]})
         steps = parse_transformations([{"name": "totals", "type": "sql", "description": "Total amount per user."}])
         with pytest.raises(TransformError, match="totals") as raised:
@@ -218,7 +219,7 @@ class TestPromptInjectionCannotLeaveTheDeclaredRoutes:
         fake.set_default(Reply.callable(obeys_the_rows))
         branches = {"quarantine_rows": "quarantine", "escalate": "a person looks"}
         with pytest.raises(ModelCallError) as raised:
-            choose_route(client, validations=[validation], branches=branches)
+            choose_route(Claude.of(client), validations=[validation], branches=branches)
         assert raised.value.reason == "off_contract"
         prompt = fake.messages_requests[0].json["messages"][0]["content"]
         assert prompt.count("<data>") == 1 and prompt.count("</data>") == 1  # the rows cannot close the block

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -96,6 +97,42 @@ class TestStageAlertContent:
         )
         assert text == "route → escalate (fallback: model_unavailable) — no model"
 
+    def test_a_task_that_is_no_pipeline_stage_is_named_and_said_to_be_none(self) -> None:
+        import pendulum
+        from airflow.sdk import DAG, task
+
+        from airflow_agent_provider.notifiers._alert import build_alert
+
+        with DAG("d", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")):
+
+            @task
+            def escalate() -> None:
+                raise RuntimeError("a person must look")
+
+            op = escalate().operator
+        ti = SimpleNamespace(task_id="escalate", dag_id="d", run_id="r1", log_url="http://127.0.0.1:8080/log")
+        alert = build_alert({"ti": ti, "task": op, "run_id": "r1", "exception": RuntimeError("a person must look")})
+        assert type(op).__name__ == "_PythonDecoratedOperator" and alert.stage is None
+        assert alert.subject == "[Airflow] task escalate failed (not a pipeline stage): d.escalate"
+        assert ("Stage", "none: escalate is not a pipeline stage") in alert.lines()
+        assert "_PythonDecoratedOperator" not in alert.text() + alert.html()
+
+    def test_each_operator_names_its_own_stage_mapped_or_not(self) -> None:
+        import pendulum
+        from airflow.providers.standard.operators.empty import EmptyOperator
+        from airflow.sdk import DAG
+
+        from airflow_agent_provider.notifiers._alert import stage_of
+        from airflow_agent_provider.operators import ExtractOperator, QuarantineOperator, SchemaRemediationOperator
+
+        with DAG("d", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")):
+            quarantine = QuarantineOperator(task_id="quarantine", validation=None)
+            fix = SchemaRemediationOperator(task_id="fix", validation=None, expected_schema={})
+            mapped = ExtractOperator.partial(task_id="extract").expand(sources=[[{"name": "a"}], [{"name": "b"}]])
+            empty = EmptyOperator(task_id="empty")
+        stages = [stage_of(op) for op in (quarantine, fix, mapped, empty)]
+        assert stages == ["quarantine", "remediate", "extract", None]
+
     def test_dag_level_context_names_the_run(self) -> None:
         import pendulum
         from airflow.models.dagrun import DagRun
@@ -116,46 +153,31 @@ class TestStageAlertContent:
         assert "ValueError: <script>" in alert.text()
 
 
-class TestWebhookUrl:
+class TestWebhookConnection:
     @pytest.mark.parametrize(
-        ("conn", "url"),
+        ("conn", "path"),
         [
-            pytest.param(
-                {"conn_type": "http", "host": "https://hooks.example.com/T1/B2"},
-                "https://hooks.example.com/T1/B2",
-                id="host-is-url",
-            ),
-            pytest.param(
-                {"conn_type": "http", "host": "127.0.0.1", "port": 9000, "schema": "hooks/a"},
-                "http://127.0.0.1:9000/hooks/a",
-                id="uri-style-path",
-            ),
-            pytest.param(
-                {
-                    "conn_type": "http",
-                    "host": "h.example.com",
-                    "schema": "https",
-                    "extra": json.dumps({"endpoint": "/in/x"}),
-                },
-                "https://h.example.com/in/x",
-                id="http-hook-style",
-            ),
+            pytest.param(lambda port: {"host": f"http://127.0.0.1:{port}/in/T1/B2"}, "/in/T1/B2", id="host-is-url"),
+            pytest.param(lambda port: {"host": "127.0.0.1", "port": port, "schema": "http"}, "/", id="host-and-port"),
         ],
     )
-    def test_url_from_connection(self, conn: dict[str, Any], url: str) -> None:
-        from airflow.sdk import Connection
+    def test_the_post_goes_where_http_hook_points(
+        self, fresh: Receivers, monkeypatch: pytest.MonkeyPatch, conn: Any, path: str
+    ) -> None:
+        from airflow_agent_provider.notifiers import StageFailureNotifier
 
-        from airflow_agent_provider.notifiers.stage_failure import webhook_url
+        connection = {"conn_type": "http", **conn(fresh.webhook_port)}
+        monkeypatch.setenv("AIRFLOW_CONN_HOOK_ALERTS", json.dumps(connection))
+        StageFailureNotifier(webhook_conn_id="hook_alerts").send_webhook(_alert())
+        [hook] = fresh.hooks()
+        assert (hook["path"], hook["content_type"]) == (path, "application/json")
 
-        assert webhook_url(Connection(conn_id="w", **conn)) == url
+    def test_connection_without_host_is_refused(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from airflow_agent_provider.notifiers import StageFailureNotifier
 
-    def test_connection_without_host_is_refused(self) -> None:
-        from airflow.sdk import Connection
-
-        from airflow_agent_provider.notifiers.stage_failure import webhook_url
-
-        with pytest.raises(ValueError, match="'w' has no host"):
-            webhook_url(Connection(conn_id="w", conn_type="http"))
+        monkeypatch.setenv("AIRFLOW_CONN_NO_HOST", json.dumps({"conn_type": "http"}))
+        with pytest.raises(ValueError, match="'no_host' has no host"):
+            StageFailureNotifier(webhook_conn_id="no_host").send_webhook(_alert())
 
 
 class TestChannels:
@@ -191,11 +213,13 @@ class TestChannels:
         assert mail["subject"] == "[Airflow] load stage failed: d.load"
 
     def test_unreachable_webhook_error_does_not_name_the_url(self) -> None:
+        import requests
+
         from airflow_agent_provider.notifiers.stage_failure import WebhookDeliveryError, _post_json
 
         port = free_port()
-        with pytest.raises(WebhookDeliveryError) as err:
-            _post_json(f"http://127.0.0.1:{port}/T0/B0/{SECRET}", {"text": "x"}, timeout=2)
+        with pytest.raises(WebhookDeliveryError) as err, requests.Session() as session:
+            _post_json(session, f"http://127.0.0.1:{port}/T0/B0/{SECRET}", {"text": "x"}, timeout=2)
         assert SECRET not in str(err.value)
         assert f"127.0.0.1:{port}" in str(err.value)
 

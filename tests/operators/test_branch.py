@@ -165,7 +165,7 @@ class TestRoutingRuns:
         dag_run = run_dag("claude_route")
         assert routed_to(dag_run) == ["proceed"]
         decision = RouteDecision.model_validate(xcom(dag_run, "route", "decision"))
-        assert (decision.route, decision.fallback_used, decision.usage) == ("proceed", False, {})
+        assert (decision.route, decision.fallback_used, decision.usage) == ("proceed", False, Usage())
         assert claude_conn.requests == []
 
     def test_a_failing_validation_follows_claudes_route_and_no_secret_leaks(
@@ -176,6 +176,7 @@ class TestRoutingRuns:
         assert routed_to(dag_run) == ["quarantine_rows"]
         decision = xcom(dag_run, "route", "decision")
         assert decision["route"] == "quarantine_rows" and decision["usage"]["model_calls"] == 1
+        assert all(type(decision["usage"][count]) is int for count in ("model_calls", "input_tokens", "output_tokens"))
         assert decision["options"] == sorted(BRANCHES)
         logs = capfd.readouterr()
         task_log = logs.out + logs.err + "".join(p.read_text() for p in airflow_db.glob("logs/**/*") if p.is_file())

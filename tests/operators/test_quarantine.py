@@ -85,7 +85,7 @@ class TestQuarantineOperator:
         first = StageResult.model_validate(op.execute(direct_context("quarantine")))
         op.execute(direct_context("quarantine"))
 
-        assert (first.stage, first.status, first.task_id) == ("remediate", "pass", "quarantine")
+        assert (first.stage, first.status, first.task_id) == ("quarantine", "pass", "quarantine")
         assert first.datasets["events"].row_count == 2 and first.datasets["events_quarantine"].row_count == 4
         metrics = first.metrics
         assert (metrics["rows_before"], metrics["rows_after"], metrics["rows_quarantined"]) == (6, 2, 4)

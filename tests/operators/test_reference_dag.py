@@ -167,7 +167,7 @@ class TestDailyUserEngagement:
         assert xcom(run, "load")["metrics"]["rows_loaded"] == expected_users
         decision = xcom(run, "route", key="decision")
         assert (decision["route"], decision["fallback_used"], decision["model"]) == ("transform", False, None)
-        assert decision["options"] == ROUTES and decision["usage"] == {}
+        assert decision["options"] == ROUTES and decision["usage"]["model_calls"] == 0
         first = sample.warehouse_rows()
         assert {row[1] for row in first} == {"2026-11-09"}
         assert len(first) == expected_users

@@ -52,9 +52,13 @@ class TestBuildState:
         usage = Usage(model_calls=1, input_tokens=100, output_tokens=20, cost_usd=0.01)
         issue = Issue(type="null_rate_exceeded", column="user_id", affected_rows=7, dataset="events")
         return [
-            TaskOutcome("extract", "success", "extract", [_result("extract", datasets={"e": _ref(10), "u": _ref(5)})]),
-            TaskOutcome("validate", "success", "validate", [_result("validate", "fail", issues=[issue], usage=usage)]),
-            TaskOutcome(
+            TaskOutcome.parse(
+                "extract", "success", "extract", [_result("extract", datasets={"e": _ref(10), "u": _ref(5)})]
+            ),
+            TaskOutcome.parse(
+                "validate", "success", "validate", [_result("validate", "fail", issues=[issue], usage=usage)]
+            ),
+            TaskOutcome.parse(
                 "route", "success", None, [], [{"route": "quarantine", "usage": {"model_calls": 1, "cost_usd": 0.02}}]
             ),
             TaskOutcome("transform", "failed", "transform"),
@@ -89,7 +93,7 @@ class TestBuildState:
         load = _result("load", metrics={"rows_loaded": 42})
         outcomes = [
             TaskOutcome("abort", "skipped"),
-            TaskOutcome("load", "success", "load", [load]),
+            TaskOutcome.parse("load", "success", "load", [load]),
         ]
         state = build_state(outcomes, pipeline_id="p", dag_id="d", run_id="r")
 
@@ -102,7 +106,9 @@ class TestBuildState:
         [
             pytest.param(TaskOutcome("load", "skipped", "load"), "partial", id="load-skipped"),
             pytest.param(
-                TaskOutcome("v", "success", "validate", [_result("validate", "fail")]), "partial", id="check-failed"
+                TaskOutcome.parse("v", "success", "validate", [_result("validate", "fail")]),
+                "partial",
+                id="check-failed",
             ),
         ],
     )

@@ -96,7 +96,7 @@ class TestExtractOperator:
         with pytest.raises(StageFailed, match=message):
             _extract(staging_root, source)
 
-    def test_http_endpoint_reads_the_connection_as_http_hook_does(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_http_endpoint_is_what_http_hook_builds(self, monkeypatch: pytest.MonkeyPatch) -> None:
         conn = {
             "conn_type": "http",
             "host": "api.example.com",
@@ -110,10 +110,11 @@ class TestExtractOperator:
 
         endpoint = http_endpoint("op_http_full")
 
-        assert endpoint.base_url == "https://api.example.com:8443"
-        assert endpoint.headers == {"X-Api-Key": "k-123456"}
-        assert endpoint.auth == ("etl", "s3cret-pass")
-        assert endpoint.verify is False
+        session = endpoint.session
+        assert endpoint.base_url == "https://api.example.com:8443" and session is not None
+        assert session.headers["X-Api-Key"] == "k-123456" and "timeout" not in session.headers
+        assert (session.auth.username, session.auth.password) == ("etl", "s3cret-pass")  # type: ignore[union-attr]
+        assert session.verify is False
 
 
 class TestValidateOperator:

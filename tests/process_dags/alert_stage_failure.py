@@ -10,9 +10,10 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, BaseOperator, CronDataIntervalTimetable
+from airflow.sdk import DAG, CronDataIntervalTimetable
 
 from airflow_agent_provider.notifiers import StageFailureNotifier
+from airflow_agent_provider.operators import StageOperator
 
 ISSUES = [
     {"type": "null_rate_exceeded", "column": "user_id", "dataset": "events", "affected_rows": 12},
@@ -20,23 +21,29 @@ ISSUES = [
 ]
 
 
-class ValidateOperator(BaseOperator):
+class ValidateOperator(StageOperator):
     """Stands in for a validation that found issues but let the run go on."""
+
+    stage = "validate"
 
     def execute(self, context: Any) -> dict[str, Any]:
         return {"stage": "validate", "status": "fail", "task_id": self.task_id, "issues": ISSUES}
 
 
-class RouteOperator(BaseOperator):
+class RouteOperator(StageOperator):
     """Records a routing decision the way the remediation branch does (XCom key ``decision``)."""
+
+    stage = "branch"
 
     def execute(self, context: Any) -> None:
         decision = {"route": "quarantine_rows", "rationale": "12 rows without user id", "fallback_used": False}
         context["ti"].xcom_push(key="decision", value=decision)
 
 
-class LoadOperator(BaseOperator):
+class LoadOperator(StageOperator):
     """A load that always fails, and names a connection URI with a password in its error."""
+
+    stage = "load"
 
     def execute(self, context: Any) -> None:
         raise RuntimeError("could not load into postgresql://loader:s3cret-pw@warehouse:5432/dw: relation is locked")

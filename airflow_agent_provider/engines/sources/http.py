@@ -22,14 +22,14 @@ import re
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 from airflow_agent_provider.contracts import FileSource, HttpSource, Pagination
 from airflow_agent_provider.engines.sources import Sink, first_line, redact
 from airflow_agent_provider.engines.sources.file import extract_file
-from airflow_agent_provider.exceptions import SourceError
+from airflow_agent_provider.exceptions import SourceError, SourceUnavailable
 
 if TYPE_CHECKING:
     import requests
@@ -43,18 +43,16 @@ _ERRNO_RE = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
 
 @dataclass(frozen=True)
 class HttpEndpoint:
-    """Where an HTTP source's connection points (the operator builds it from an Airflow HTTP connection).
+    """Where an HTTP source's connection points, as the operator's ``HttpHook`` built it.
 
     :param base_url: scheme, host and optional base path, e.g. ``https://api.example.com/v1``.
-    :param headers: headers sent with every request; a source's own ``headers`` win over them.
-    :param auth: basic-auth user and password, if the connection has a login.
-    :param verify: verify TLS certificates.
+    :param session: the session to send with: the connection's auth, headers, TLS verification and
+        proxies (a source's own ``headers`` win over its headers); a plain session when None. Closed
+        when the source is done.
     """
 
     base_url: str
-    headers: dict[str, str] = field(default_factory=dict)
-    auth: tuple[str, str] | None = None
-    verify: bool = True
+    session: requests.Session | None = None
 
 
 def extract_http(source: HttpSource, endpoint: HttpEndpoint, sink: Sink) -> None:
@@ -72,10 +70,10 @@ def _download(source: HttpSource, endpoint: HttpEndpoint, sink: Sink, spool: str
 
     total = pages = 0
     started = time.monotonic()
-    with requests.Session() as session, open(spool, "wb") as out:
-        session.headers.update({"Accept": "application/json", **endpoint.headers, **source.headers})
-        session.auth = endpoint.auth
-        session.verify = endpoint.verify
+    with endpoint.session or requests.Session() as session, open(spool, "wb") as out:
+        if session.headers.get("Accept") in (None, "*/*"):  # requests' default, or none set
+            session.headers["Accept"] = "application/json"
+        session.headers.update(source.headers)
         for records in _pages(session, source, endpoint, sink):
             pages += 1
             total += len(records)
@@ -209,7 +207,8 @@ def _send(session: requests.Session, source: HttpSource, url: str, params: dict[
             if response.status_code < 400:
                 return response
             if not _retryable(response.status_code) or attempt == attempts:
-                raise SourceError(source.name, _status_cause(response, source, url, attempt))
+                failure = SourceUnavailable if _retryable(response.status_code) else SourceError
+                raise failure(source.name, _status_cause(response, source, url, attempt))
             delay, why = _retry_after(response) or _backoff(attempt), f"HTTP {response.status_code}"
         sink.say(f"{why} from {_path(url)}; retrying in {delay:.1f} s (attempt {attempt + 1} of {attempts})")
         sink.sleep(delay)

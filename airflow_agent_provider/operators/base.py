@@ -1,0 +1,81 @@
+"""What the provider's operators are: pipeline stages with a typed name, some of them asking Claude.
+
+A new operator subclasses ``StageOperator`` and names its stage once, ``stage = "transform"``;
+results, the report and alerts read it from there. One that asks Claude subclasses
+``ClaudeStageOperator`` instead and gets the five Claude settings, so a budget in ``default_args``
+binds it like every other judgment point of the run. Kept light: DAG files import this module.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.sdk import BaseOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_agent_provider.agents.claude import Claude
+    from airflow_agent_provider.contracts.results import StageName
+
+DEFAULT_CLAUDE_CONN_ID = "anthropic_default"
+DECISION_KEY = "decision"  # the XCom key of a routing decision (``contracts.RouteDecision``)
+
+
+class StageOperator(BaseOperator):
+    """One stage of the pipeline; ``stage`` names it in stage results, the run's report and alerts."""
+
+    stage: ClassVar[StageName]
+
+
+class ClaudeStageOperator(StageOperator):
+    """A stage with a judgment point: it may ask Claude, within the run's budget.
+
+    :param model: the Claude model (default: the connection's ``model`` extra, else the judgment
+        point's tier: ``claude-haiku-4-5`` for diagnosis, ``claude-sonnet-4-6`` otherwise). Templated.
+    :param claude_conn_id: an ``anthropic`` connection (API key in the password, base URL in the host).
+        Templated.
+    :param timeout_s: the wall-clock bound of one decision, retries included.
+    :param max_cost_usd: the run's model budget in USD; what earlier tasks of the run spent counts.
+    :param max_model_calls: the run's budget in model calls; what earlier tasks of the run made counts.
+    """
+
+    claude_template_fields: ClassVar[tuple[str, ...]] = ("model", "claude_conn_id")
+
+    def __init__(
+        self,
+        *,
+        model: str | None = None,
+        claude_conn_id: str = DEFAULT_CLAUDE_CONN_ID,
+        timeout_s: float = 60.0,
+        max_cost_usd: float | None = None,
+        max_model_calls: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.model = model
+        self.claude_conn_id = claude_conn_id
+        self.timeout_s = timeout_s
+        self.max_cost_usd = max_cost_usd
+        self.max_model_calls = max_model_calls
+
+    def claude(self, context: Context) -> Claude:
+        """Claude for this task: the connection's client, the model, the bounds and the run's budget."""
+        from airflow_agent_provider.operators._claude import connect
+
+        return connect(
+            context,
+            model=self.model,
+            claude_conn_id=self.claude_conn_id,
+            timeout_s=self.timeout_s,
+            max_cost_usd=self.max_cost_usd,
+            max_model_calls=self.max_model_calls,
+        )
+
+
+def stage_of(task: Any) -> StageName | None:
+    """The stage a task runs, or None when it is no pipeline stage (a ``@task``, an ``EmptyOperator``)."""
+    cls = getattr(task, "operator_class", None)  # a mapped task: the class it maps
+    if not isinstance(cls, type):
+        cls = type(task)
+    return getattr(cls, "stage", None) if issubclass(cls, StageOperator) else None
