@@ -153,8 +153,7 @@ def timed(call: Callable[[], Any]) -> tuple[float, Any]:
 
 def measure_reads(server: Any, rows: int, ways: list[str]) -> dict[str, Any]:
     """Stage ``rows`` events in a new bucket and time each way on each query."""
-    from tests.objectstore import ACCESS_KEY, SECRET_KEY
-
+    keys = (server.stager.access_key, server.stager.secret_key)
     bucket = server.new_bucket()
     paths = stage_events(_fresh_s3fs(), f"{bucket}/staged/events", rows)
     size = sum(server.client().head_object(Bucket=bucket, Key=p.split("/", 1)[1])["ContentLength"] for p in paths)
@@ -162,8 +161,8 @@ def measure_reads(server: Any, rows: int, ways: list[str]) -> dict[str, Any]:
     readers: dict[str, Callable[[str], Any]] = {
         "fsspec": lambda q: read_fsspec(paths, q),
         "fsspec_small_blocks": lambda q: read_fsspec(paths, q, block_size=1 << 20),
-        "fsspec_arrow": lambda q: read_fsspec_arrow(paths, q, server.endpoint, (ACCESS_KEY, SECRET_KEY)),
-        "arrow": lambda q: read_arrow(paths, q, server.endpoint, (ACCESS_KEY, SECRET_KEY)),
+        "fsspec_arrow": lambda q: read_fsspec_arrow(paths, q, server.endpoint, keys),
+        "arrow": lambda q: read_arrow(paths, q, server.endpoint, keys),
         "download": lambda q: read_download(paths, q, cache),
     }
     results: dict[str, Any] = {"rows": rows, "parts": len(paths), "staged_bytes": size, "ways": {}}

@@ -1,9 +1,12 @@
 """A real S3 API on loopback for the object-store staging tests: moto's server, started and stopped by pid.
 
 ``moto_server`` runs in its own process group on a free 127.0.0.1 port; :class:`MotoS3` stops that
-group (SIGTERM, then SIGKILL) also when a test fails. The Airflow ``aws`` connection points at it
-through ``endpoint_url`` in its extra and carries dummy keys, so credentials come from the
-connection and never from the environment (the tests' conftest removes ``AWS_*`` variables).
+group (SIGTERM, then SIGKILL) also when a test fails. The server checks credentials like S3 does
+(moto's IAM enforcement, on after the first few unauthenticated calls that create its users):
+``stager`` may do anything in S3, ``outsider`` has valid keys but no permission. The Airflow
+``aws`` connection points at the server through ``endpoint_url`` in its extra and carries the
+stager's keys, so credentials come from the connection and never from the environment (the
+tests' conftest removes ``AWS_*`` variables).
 """
 
 from __future__ import annotations
@@ -20,31 +23,58 @@ import pytest
 
 from tests.process._procs import HOST, VENV_BIN, Proc, free_port, wait_until
 
-ACCESS_KEY = "moto-test-access-key"
-SECRET_KEY = "moto-test-secret-key-not-a-real-one"
 REGION = "us-east-1"
 STAGING_CONN_ID = "s3_staging"
+_S3_ANYTHING = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+_UNAUTHENTICATED_CALLS = 5  # the IAM calls of _create_users; every later request must be signed by a known key
+
+
+@dataclass(frozen=True)
+class Keys:
+    access_key: str
+    secret_key: str
 
 
 @dataclass
 class MotoS3:
-    """One ``moto_server`` process and how to reach it."""
+    """One ``moto_server`` process, how to reach it, and the keys of its two users."""
 
     proc: Proc
     endpoint: str
+    stager: Keys = Keys("", "")
+    outsider: Keys = Keys("", "")
 
     @classmethod
     def start(cls, log_dir: Path) -> MotoS3:
         port = free_port()
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "INITIAL_NO_AUTH_ACTION_COUNT": str(_UNAUTHENTICATED_CALLS)}
         proc = Proc("moto_server", [str(VENV_BIN / "moto_server"), "-H", HOST, "-p", str(port)], env, log_dir)
         server = cls(proc, f"http://{HOST}:{port}")
         try:
             wait_until(server.ready, 60, "moto_server to answer")
+            server.stager, server.outsider = server._create_users()
         except BaseException:
             server.stop()
             raise
         return server
+
+    def _create_users(self) -> tuple[Keys, Keys]:
+        import boto3
+
+        iam = boto3.client(
+            "iam",
+            endpoint_url=self.endpoint,
+            aws_access_key_id="bootstrap",
+            aws_secret_access_key="bootstrap",
+            region_name=REGION,
+        )
+        iam.create_user(UserName="stager")
+        iam.put_user_policy(UserName="stager", PolicyName="s3", PolicyDocument=json.dumps(_S3_ANYTHING))
+        iam.create_user(UserName="outsider")
+        keys = [iam.create_access_key(UserName=user)["AccessKey"] for user in ("stager", "outsider")]
+        return Keys(keys[0]["AccessKeyId"], keys[0]["SecretAccessKey"]), Keys(
+            keys[1]["AccessKeyId"], keys[1]["SecretAccessKey"]
+        )
 
     def ready(self) -> bool:
         import urllib.error
@@ -62,24 +92,25 @@ class MotoS3:
         self.proc.stop(grace=10)
         assert not self.proc.group_alive(), "moto_server's process group outlived its stop"
 
-    def connection(self, *, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY) -> dict[str, Any]:
-        """An Airflow ``aws`` connection to this server (as the JSON form of ``AIRFLOW_CONN_*``)."""
+    def connection(self, keys: Keys | None = None) -> dict[str, Any]:
+        """An ``aws`` connection to this server (JSON of ``AIRFLOW_CONN_*``) with the stager's keys by default."""
+        keys = keys or self.stager
         return {
             "conn_type": "aws",
-            "login": access_key,
-            "password": secret_key,
+            "login": keys.access_key,
+            "password": keys.secret_key,
             "extra": {"endpoint_url": self.endpoint, "region_name": REGION},
         }
 
     def client(self) -> Any:
-        """A boto3 S3 client with the connection's keys (for arranging and inspecting buckets)."""
+        """A boto3 S3 client with the stager's keys (for arranging and inspecting buckets)."""
         import boto3
 
         return boto3.client(
             "s3",
             endpoint_url=self.endpoint,
-            aws_access_key_id=ACCESS_KEY,
-            aws_secret_access_key=SECRET_KEY,
+            aws_access_key_id=self.stager.access_key,
+            aws_secret_access_key=self.stager.secret_key,
             region_name=REGION,
         )
 
