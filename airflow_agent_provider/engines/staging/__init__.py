@@ -2,8 +2,9 @@
 
 A dataset is a folder of ``part-NNNNN.parquet`` files written chunk by chunk, so no stage ever
 holds a whole table in memory. Readers go through DuckDB (``read_parquet(..., union_by_name)``),
-which also reconciles chunks whose inferred types differ. Local folders are read in place;
-other fsspec URIs (``s3://`` ...) are written through fsspec and cached locally for reading.
+which also reconciles chunks whose inferred types differ. Local folders are read in place, and
+so are object-store URIs (``s3://<conn_id>@<bucket>/...``), through the staging area the operators
+opened for them (:mod:`airflow_agent_provider.engines.staging_area`).
 
 One job per module:
 
@@ -21,12 +22,14 @@ from airflow_agent_provider.engines.staging.connection import ProcessDuckDB, con
 from airflow_agent_provider.engines.staging.paths import (
     DEFAULT_STAGING_ENV,
     StagingError,
+    dataset_bytes,
     default_root,
     part_files,
     safe_segment,
     stage_uri,
 )
 from airflow_agent_provider.engines.staging.reader import (
+    arrow_dataset,
     checksum_sql,
     columns_of,
     describe,
@@ -43,9 +46,11 @@ __all__ = [
     "DatasetWriter",
     "ProcessDuckDB",
     "StagingError",
+    "arrow_dataset",
     "checksum_sql",
     "columns_of",
     "connect",
+    "dataset_bytes",
     "default_root",
     "describe",
     "iter_batches",

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from airflow_agent_provider.engines import staging_area
 from airflow_agent_provider.engines.sqlsafe import sql_literal
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ def connect(*, memory_limit: str | None = None, threads: int | None = None) -> d
     con.execute("SET enable_progress_bar = false")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
+    staging_area.register_filesystems(con)  # object-store staging areas: their files are read in place
     return con
 
 
@@ -68,6 +70,18 @@ def _shared_database() -> duckdb.DuckDBPyConnection:
 
 
 _SHARED = ProcessDuckDB(_shared_database)
+
+
+def _register_with_shared(area: staging_area.StagingArea) -> None:
+    """A newly mounted area's filesystem serves its protocol in the shared DuckDB from now on."""
+    cursor = _SHARED.cursor()
+    try:
+        staging_area.register_filesystem(cursor, area, replace=True)
+    finally:
+        cursor.close()
+
+
+staging_area.on_mount(_register_with_shared)
 
 
 def shared_cursor() -> duckdb.DuckDBPyConnection:
