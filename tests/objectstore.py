@@ -147,7 +147,7 @@ class S3Staging:
     def root(self) -> str:
         return f"s3://{self.conn_id}@{self.bucket}/{self.prefix}"
 
-    def keys(self) -> list[str]:
+    def object_keys(self) -> list[str]:
         return self.server.keys(self.bucket, self.prefix)
 
 
