@@ -18,6 +18,11 @@ The ways (``--ways``):
 - ``download``: what the code did before: every part file copied to a local cache, then read.
 
 Each way reports wall seconds per query and the ratio to ``download``.
+
+``--section roundtrip``: the round trip's cost. Our pipeline (benchmarks/pipeline.py: extract the
+three workload CSVs, validate, transform into ``user_engagement_daily``, upsert into SQLite) with
+staging in a local folder and with staging in the loopback S3, each in a fresh interpreter, per
+stage, plus opening the staging root and removing the run's staged data (retention).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -193,12 +199,82 @@ def markdown_reads(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def roundtrip_child(where: str, rows: int, root: str) -> dict[str, Any]:
+    """One pipeline run staged under ``root`` (local folder or S3), in this fresh interpreter."""
+    import airflow.providers.amazon.aws.fs.s3  # noqa: F401  (imports before the clock: a task has Airflow loaded)
+    import duckdb  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
+    import s3fs  # noqa: F401
+    import sqlalchemy as sa
+    from airflow.sdk import ObjectStoragePath  # noqa: F401
+
+    from airflow_agent_provider.engines import staging_retention
+    from airflow_agent_provider.operators._staging import ensure_open
+    from benchmarks.pipeline import run_pipeline
+    from benchmarks.runner import peak_rss_kib
+    from benchmarks.workload import DAILY, ensure
+
+    size = {1_000_000: "1m", 100_000: "100k", 10_000_000: "10m", 1_000: "1k"}[rows]
+    work = ensure(size)
+    scratch = Path(tempfile.mkdtemp(prefix=f"aap-roundtrip-{where}-"))
+    url = f"sqlite:///{scratch / 'warehouse.db'}"
+    run_root = f"{root.rstrip('/')}/bench/run"
+    try:
+        opened, _ = timed(lambda: ensure_open(root))
+        summary = run_pipeline(work, url, DAILY, run_root)
+        removed, _ = timed(lambda: staging_retention.remove(run_root))
+        engine = sa.create_engine(url)
+        with engine.connect() as con:
+            loaded = con.exec_driver_sql(f"SELECT count(*) FROM {DAILY.table}").scalar()
+        engine.dispose()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    stages = {"open root": round(opened, 3), **summary["stages"], "remove run (retention)": round(removed, 3)}
+    return {"where": where, "stages": stages, "rows_loaded": loaded, "peak_rss_mib": peak_rss_kib() // 1024}
+
+
+def measure_roundtrip(server: Any, rows: int, local_root: Path) -> dict[str, Any]:
+    """Local staging, then S3 staging: each a fresh interpreter running :func:`roundtrip_child`."""
+    bucket = server.new_bucket()
+    results = {}
+    for where, root in (("local", str(local_root)), ("s3", f"s3://{CONN_ID}@{bucket}/staging")):
+        argv = [sys.executable, "-m", "benchmarks.objectstore", "--child", where, "--root", root, "--rows", str(rows)]
+        done = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, env=os.environ, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"{where} round trip failed:\n{done.stderr[-3000:]}")
+        results[where] = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"{where:>6}: {results[where]['stages']} rows={results[where]['rows_loaded']}", flush=True)
+    return results
+
+
+def markdown_roundtrip(results: dict[str, Any]) -> str:
+    local, s3 = results["local"]["stages"], results["s3"]["stages"]
+    lines = ["| stage | local s | S3 (moto) s | S3 - local s | S3 / local |", "|---|---:|---:|---:|---:|"]
+    for stage in local:
+        ratio = f"{s3[stage] / local[stage]:.2f}x" if local[stage] >= 0.01 else "-"
+        lines.append(f"| {stage} | {local[stage]:.2f} | {s3[stage]:.2f} | {s3[stage] - local[stage]:+.2f} | {ratio} |")
+    total_local, total_s3 = sum(local.values()), sum(s3.values())
+    lines.append(
+        f"| **total** | {total_local:.2f} | {total_s3:.2f} | {total_s3 - total_local:+.2f} | "
+        f"{total_s3 / total_local:.2f}x |"
+    )
+    rows = {where: results[where]["rows_loaded"] for where in ("local", "s3")}
+    lines.append(f"\nrows loaded: {rows}; peak RSS MiB: { {w: results[w]['peak_rss_mib'] for w in results} }")
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.objectstore", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=ROWS)
     parser.add_argument("--ways", default=",".join(WAYS))
+    parser.add_argument("--section", choices=("reads", "roundtrip"), default="reads")
+    parser.add_argument("--child", choices=("local", "s3"), help=argparse.SUPPRESS)
+    parser.add_argument("--root", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "objectstore.json")
     args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(roundtrip_child(args.child, args.rows, args.root)))
+        return 0
     home = bench_dir() / "objectstore-home"
     home.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("AIRFLOW_HOME", str(home))
@@ -207,12 +283,20 @@ def main(argv: list[str]) -> int:
     server = MotoS3.start(home)
     try:
         os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(server.connection())
-        results = measure_reads(server, args.rows, args.ways.split(","))
-        print(markdown_reads(results))
+        if args.section == "reads":
+            results = measure_reads(server, args.rows, args.ways.split(","))
+            print(markdown_reads(results))
+        else:
+            local_root = Path(tempfile.mkdtemp(prefix="aap-roundtrip-staging-"))
+            try:
+                results = measure_roundtrip(server, args.rows, local_root)
+            finally:
+                shutil.rmtree(local_root, ignore_errors=True)
+            print(markdown_roundtrip(results))
     finally:
         server.stop()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"reads": results}, indent=2))
+    args.out.write_text(json.dumps({args.section: results}, indent=2))
     return 0
 
 
