@@ -44,7 +44,7 @@ def on_dag_run_failed(dag_run: DagRun, msg: str) -> None:
 
 
 def _apply_retention(dag_run: DagRun) -> None:
-    from airflow_agent_provider.engines import staging_retention
+    from airflow_agent_provider.engines.staging import retention as staging_retention
     from airflow_agent_provider.operators import _common
 
     policy = staging_retention.parse_retention(_common.configured_staging_retention())

@@ -11,7 +11,8 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow_agent_provider.contracts import DatasetRef, StageResult, Usage, parse_upstream
-from airflow_agent_provider.engines import staging, staging_area
+from airflow_agent_provider.engines import staging
+from airflow_agent_provider.engines.staging import area as staging_area
 from airflow_agent_provider.operators import _staging
 
 if TYPE_CHECKING:

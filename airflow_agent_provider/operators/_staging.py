@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow_agent_provider.engines import staging_area
 from airflow_agent_provider.engines.staging import StagingError
-from airflow_agent_provider.engines.staging_area import StagingArea
+from airflow_agent_provider.engines.staging import area as staging_area
+from airflow_agent_provider.engines.staging.area import StagingArea
 
 
 def ensure_open(root: str) -> None:

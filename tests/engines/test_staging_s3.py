@@ -22,10 +22,12 @@ from airflow_agent_provider.contracts import (
     parse_sources,
     parse_transformations,
 )
-from airflow_agent_provider.engines import staging, staging_area, staging_retention
+from airflow_agent_provider.engines import staging
 from airflow_agent_provider.engines.extract import extract_sources
 from airflow_agent_provider.engines.load import load_dataset
 from airflow_agent_provider.engines.quarantine import quarantine_dataset
+from airflow_agent_provider.engines.staging import area as staging_area
+from airflow_agent_provider.engines.staging import retention as staging_retention
 from airflow_agent_provider.engines.transform import run_transformations
 from airflow_agent_provider.engines.validate import validate_dataset
 from tests.objectstore import S3Staging

@@ -215,7 +215,7 @@ class TestTheStagedOutput:
     def test_a_remote_output_goes_through_fsspec(self, events: DatasetRef, monkeypatch: pytest.MonkeyPatch) -> None:
         import fsspec
 
-        from airflow_agent_provider.engines import staging_area
+        from airflow_agent_provider.engines.staging import area as staging_area
 
         monkeypatch.setattr(staging_area._AREAS, "mounted", {})  # the operators hand remote roots over as areas
         fs = fsspec.filesystem("memory")

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from airflow_agent_provider.engines import staging_retention
+from airflow_agent_provider.engines.staging import retention as staging_retention
 from airflow_agent_provider.operators import ExtractOperator, StageFailed
 from tests.conftest import run_dag, task_states, xcom
 from tests.objectstore import Keys, MotoS3, S3Staging
@@ -146,3 +146,10 @@ class TestBadStagingRoot:
             StageFailed, match=rf"staging root {root}: names no Airflow connection; write s3://<conn_id>@"
         ):
             _extract_to(root, connections)
+
+
+def test_the_retention_listener_is_a_plugin_airflow_loads() -> None:
+    from airflow import plugins_manager
+
+    plugins = {p["name"]: p for p in plugins_manager.get_plugin_info()}
+    assert plugins["agent_provider_staging_retention"]["listeners"] == ["airflow_agent_provider.listeners.retention"]

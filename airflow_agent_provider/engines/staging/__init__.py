@@ -4,7 +4,7 @@ A dataset is a folder of ``part-NNNNN.parquet`` files written chunk by chunk, so
 holds a whole table in memory. Readers go through DuckDB (``read_parquet(..., union_by_name)``),
 which also reconciles chunks whose inferred types differ. Local folders are read in place, and
 so are object-store URIs (``s3://<conn_id>@<bucket>/...``), through the staging area the operators
-opened for them (:mod:`airflow_agent_provider.engines.staging_area`).
+opened for them (:mod:`.area`).
 
 One job per module:
 
@@ -12,7 +12,9 @@ One job per module:
 - :mod:`.writer` :class:`DatasetWriter`, which folds the checksum in as it writes;
 - :mod:`.reader` scanning, describing (rows, types, checksum) and streaming a dataset;
 - :mod:`.connection` bounded in-memory DuckDBs and the process-wide one scans share;
-- :mod:`.types` DuckDB types as the logical types of ``expected_schema``.
+- :mod:`.types` DuckDB types as the logical types of ``expected_schema``;
+- :mod:`.area` object-store staging roots the operators opened (a ready filesystem per root);
+- :mod:`.retention` when a run's staged data is removed, and removing it.
 
 The names below are the public surface; import them from here.
 """

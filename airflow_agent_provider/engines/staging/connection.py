@@ -8,8 +8,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from airflow_agent_provider.engines import staging_area
 from airflow_agent_provider.engines.sqlsafe import sql_literal
+from airflow_agent_provider.engines.staging import area as staging_area
 
 if TYPE_CHECKING:
     import duckdb

@@ -1,7 +1,7 @@
 """Where staged datasets live: the staging root, a run's dataset URI, and its part files.
 
 Local folders (or ``file://``) are used in place; any other URI is under an object-store staging
-root that the operators opened (:mod:`airflow_agent_provider.engines.staging_area`): written through
+root that the operators opened (:mod:`airflow_agent_provider.engines.staging.area`): written through
 its fsspec filesystem and read in place by DuckDB, which has that filesystem registered.
 """
 
@@ -62,7 +62,7 @@ def stage_uri(root: str, dag_id: str, run_id: str, task_id: str, dataset: str, *
 
 def filesystem(uri: str) -> tuple[Any, str]:
     """The fsspec filesystem of a remote URI, from the staging area the operators opened, and the path within it."""
-    from airflow_agent_provider.engines import staging_area
+    from airflow_agent_provider.engines.staging import area as staging_area
 
     area = staging_area.area_for(uri)
     return area.fs, area.fs_path(uri)
@@ -87,7 +87,7 @@ def part_files(uri: str) -> list[str]:
     place (in byte ranges) through the staging area's filesystem registered with it."""
     uri = uri.rstrip("/")
     if not is_local(uri):
-        from airflow_agent_provider.engines import staging_area
+        from airflow_agent_provider.engines.staging import area as staging_area
 
         area = staging_area.area_for(uri)
         return [area.duckdb_path(name) for name in remote_part_paths(uri)]

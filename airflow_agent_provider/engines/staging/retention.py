@@ -13,9 +13,8 @@ import shutil
 from collections.abc import Iterable
 from typing import Literal, cast, get_args
 
-from airflow_agent_provider.engines import staging_area
-from airflow_agent_provider.engines.staging import StagingError, safe_segment
-from airflow_agent_provider.engines.staging import _local as local_path
+from airflow_agent_provider.engines.staging import area as staging_area
+from airflow_agent_provider.engines.staging.paths import StagingError, local_path, safe_segment
 
 Retention = Literal["delete_on_success", "keep"]
 RETENTIONS: tuple[str, ...] = get_args(Retention)
