@@ -208,7 +208,7 @@ def roundtrip_child(where: str, rows: int, root: str) -> dict[str, Any]:
     import sqlalchemy as sa
     from airflow.sdk import ObjectStoragePath  # noqa: F401
 
-    from airflow_agent_provider.engines import staging_retention
+    from airflow_agent_provider.engines.staging import retention as staging_retention
     from airflow_agent_provider.operators._staging import ensure_open
     from benchmarks.pipeline import run_pipeline
     from benchmarks.runner import peak_rss_kib
