@@ -77,6 +77,7 @@ def clear(uri: str) -> None:
         Path(local_path(uri)).mkdir(parents=True, exist_ok=True)
         return
     fs, path = filesystem(uri)
+    fs.invalidate_cache(path)
     if fs.exists(path):
         fs.rm(path, recursive=True)
     fs.makedirs(path, exist_ok=True)
@@ -103,6 +104,7 @@ def part_files(uri: str) -> list[str]:
 def remote_part_paths(uri: str) -> list[str]:
     """A remote dataset's part files as paths of its staging area's filesystem."""
     fs, path = filesystem(uri.rstrip("/"))
+    fs.invalidate_cache(path)  # another process (worker) may have written it since this one last listed it
     try:
         names = sorted(str(p) for p in fs.ls(path, detail=False) if str(p).endswith(".parquet"))
     except FileNotFoundError:

@@ -55,6 +55,7 @@ def remove(folder: str) -> bool:
     area = staging_area.area_for(folder)
     path = area.fs_path(folder)
     try:
+        area.fs.invalidate_cache(path)
         if not area.fs.exists(path):
             return False
         area.fs.rm(path, recursive=True)
