@@ -146,6 +146,33 @@ class TestEveryStageOnS3:
         assert [k.rsplit("/", 1)[-1] for k in s3_staging.object_keys()] == ["part-00000.parquet"]
 
 
+class TestANewWorkerProcess:
+    def test_reads_upstream_data_it_never_opened_in_every_kind_of_duckdb(
+        self, s3_root: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from airflow_agent_provider.operators import _staging
+
+        writer = staging.DatasetWriter(f"{s3_root}/dag/run/extract/orders")
+        writer.write(pa.table({"customer_id": [1, 1, 2], "amount": [2.0, 3.0, 4.0]}))
+        ref = writer.finish()
+        # as on a worker that runs only the later stages: nothing opened yet, the operators' opener installed
+        monkeypatch.setattr(staging_area._AREAS, "mounted", {})
+        monkeypatch.setattr(staging_area._AREAS, "opener", _staging.opener)
+        warehouse = sa.create_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
+
+        loaded = load_dataset(ref, engine=warehouse, target_table="orders", load_strategy="insert")
+        monkeypatch.setattr(staging_area._AREAS, "mounted", {})
+        transformed = run_transformations(
+            {"orders": ref}, STEPS, output_dataset="per_customer", output_uri=f"{s3_root}/dag/run/transform/out"
+        )
+
+        assert loaded.metrics["rows_loaded"] == 3
+        with warehouse.connect() as con:
+            assert con.exec_driver_sql("SELECT sum(amount) FROM orders").scalar() == 9.0
+        warehouse.dispose()
+        assert sorted(staging.read_frame(transformed.datasets["per_customer"].uri)["revenue"]) == [4.0, 5.0]
+
+
 class TestRetention:
     def test_a_runs_folders_are_removed_under_every_root_it_used(
         self, s3_root: str, s3_staging: S3Staging, staging_root: str
