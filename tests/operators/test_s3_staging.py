@@ -19,6 +19,7 @@ from airflow_agent_provider.operators import ExtractOperator, StageFailed
 from tests.conftest import run_dag, task_states, xcom
 from tests.objectstore import Keys, MotoS3, S3Staging
 from tests.operators.conftest import Sources, direct_context
+from tests.process._procs import wait_until
 
 STAGES = ["extract", "validate", "transform", "load", "report"]
 
@@ -53,7 +54,8 @@ class TestPipelineOnS3:
         assert len(uris) == 4 and all(uri.startswith(s3_configured.root + "/op_pipeline/") for uri in uris)
         assert xcom(run, "load")["metrics"]["rows_loaded"] == 2
         assert xcom(run, "report")["status"] == "success"
-        assert s3_configured.object_keys() == []  # delete_on_success (the default) removed the run's data
+        # delete_on_success (the default) removes the run's data, in the background
+        wait_until(lambda: s3_configured.object_keys() == [], 30, "the run's staged data to be removed")
         assert not _local_run_folder(run).exists()
 
     def test_keep_retains_every_staged_dataset(
@@ -84,8 +86,32 @@ class TestPipelineOnS3:
         assert task_states(run) == dict.fromkeys(STAGES, "success")
         uri = xcom(run, "extract")["datasets"]["orders"]["uri"]
         assert uri.startswith(staging_root)
-        assert not Path(staging_retention.run_folder(staging_root, run.dag_id, run.run_id)).exists()
+        folder = Path(staging_retention.run_folder(staging_root, run.dag_id, run.run_id))
+        wait_until(lambda: not folder.exists(), 30, f"{folder} to be removed")
         assert list(Path(staging_root).joinpath("op_pipeline").iterdir()) == []
+
+    def test_retention_decides_inside_the_schedulers_transaction_without_committing_it(
+        self, connections: Sources, staging_root: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from airflow.models.dagrun import DagRun
+        from airflow.utils.session import create_session
+        from airflow.utils.sqlalchemy import prohibit_commit
+        from sqlalchemy import select
+
+        from airflow_agent_provider.listeners.retention import folders_to_remove
+
+        monkeypatch.setenv("AIRFLOW__AGENT_PROVIDER__STAGING_ROOT", staging_root)
+        monkeypatch.setenv("AIRFLOW__AGENT_PROVIDER__STAGING_RETENTION", "keep")
+        run = _pipeline_run(connections, tmp_path)
+        monkeypatch.delenv("AIRFLOW__AGENT_PROVIDER__STAGING_RETENTION")
+
+        with create_session() as session:  # the scheduler calls listeners under this guard
+            dag_run = session.scalars(select(DagRun).where(DagRun.run_id == run.run_id)).one()
+            with prohibit_commit(session):
+                folders = folders_to_remove(dag_run, dag_run.dag_id, dag_run.run_id)
+            assert dag_run.state == "success"  # still attached and usable by the scheduler
+        assert folders == [staging_retention.run_folder(staging_root, run.dag_id, run.run_id)]
+        assert Path(folders[0], "extract", "orders").is_dir()  # deciding removed nothing
 
     def test_a_bad_staging_root_fails_the_first_task_that_stages(
         self, connections: Sources, s3_staging: S3Staging, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
