@@ -146,6 +146,41 @@ class TestEveryStageOnS3:
         assert [k.rsplit("/", 1)[-1] for k in s3_staging.object_keys()] == ["part-00000.parquet"]
 
 
+class TestSchemaRemediationOnS3:
+    def test_a_fix_plan_reads_and_stages_in_the_bucket(self, s3_root: str) -> None:
+        from airflow_agent_provider.contracts import FixPlan
+        from airflow_agent_provider.engines.remediate import apply_fix_plan
+
+        writer = staging.DatasetWriter(f"{s3_root}/dag/run/extract/payments")
+        writer.write(pa.table({"uid": [1, 2, 3], "amount": ["10.5", "n/a", "3.25"]}))
+        plan = FixPlan.model_validate(
+            {
+                "actions": [
+                    {"action": "rename_column", "column": "uid", "to": "user_id"},
+                    {
+                        "action": "quarantine_rows",
+                        "rule": {"column": "amount", "op": "not_castable", "to_type": "float"},
+                        "target": "rejects",
+                    },
+                    {"action": "cast_column", "column": "amount", "to_type": "float"},
+                ]
+            }
+        )
+
+        result, quarantined = apply_fix_plan(
+            writer.finish(),
+            plan,
+            output_uri=f"{s3_root}/dag/run/remediate/payments",
+            quarantine_uri=lambda name: f"{s3_root}/dag/run/remediate/{name}",
+        )
+
+        fixed = result.datasets["payments"]
+        assert fixed.uri.startswith(s3_root) and quarantined["rejects"].uri.startswith(s3_root)
+        assert fixed.columns == {"user_id": "integer", "amount": "float"}
+        assert sorted(staging.read_frame(fixed.uri)["amount"]) == [3.25, 10.5]
+        assert staging.read_frame(quarantined["rejects"].uri)["amount"].tolist() == ["n/a"]
+
+
 class TestANewWorkerProcess:
     def test_reads_upstream_data_it_never_opened_in_every_kind_of_duckdb(
         self, s3_root: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
