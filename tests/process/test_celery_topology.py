@@ -16,7 +16,7 @@ import re
 import secrets
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -67,17 +67,27 @@ def _flush_broker_db() -> None:
         client.close()
 
 
-def _env(work: Path, port: int, metadata_url: str, warehouse_url: str, queue: str, *, s3: S3Staging) -> dict[str, str]:
+def _env(
+    work: Path, port: int, metadata_url: str, warehouse_url: str, queue: str, *, s3: S3Staging | None = None
+) -> dict[str, str]:
+    """The components' environment; staging in ``s3`` (one task per worker at a time), else in ``work/staging``."""
     base_url = f"http://127.0.0.1:{port}"
     sample = work / "sample"
+    staging = {"AGENT_PROVIDER_STAGING_ROOT": str(work / "staging"), "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2"}
+    if s3 is not None:
+        staging = {
+            "AIRFLOW__AGENT_PROVIDER__STAGING_ROOT": s3.root,
+            "AIRFLOW_CONN_S3_STAGING": json.dumps(s3.server.connection()),
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",  # so the parallel extracts spread over both workers
+            "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
+        }
     return clean_env(
+        **staging,
         AIRFLOW_HOME=str(work / "home"),
         AIRFLOW__CORE__EXECUTOR="CeleryExecutor",
         AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=metadata_url,
         AIRFLOW__CELERY__BROKER_URL=REDIS_URL,
         AIRFLOW__CELERY__RESULT_BACKEND="db+" + metadata_url.replace("+psycopg2", ""),
-        AIRFLOW__CELERY__WORKER_CONCURRENCY="1",
-        AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER="1",
         AIRFLOW__OPERATORS__DEFAULT_QUEUE=queue,
         AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
@@ -96,8 +106,6 @@ def _env(work: Path, port: int, metadata_url: str, warehouse_url: str, queue: st
         AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE="False",
         AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
         AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="60",
-        AIRFLOW__AGENT_PROVIDER__STAGING_ROOT=s3.root,
-        AIRFLOW_CONN_S3_STAGING=json.dumps(s3.server.connection()),
         AIRFLOW_VAR_AGENT_SAMPLE_DIR=str(sample),
         AIRFLOW_VAR_AGENT_REPORTS_DIR=str(work / "reports"),
         AIRFLOW_CONN_AGENT_SOURCES_DB=f"sqlite:///{sample}/events.db",
@@ -140,14 +148,14 @@ def _start_users_api(work: Path, env: dict[str, str]) -> Proc:
     return proc
 
 
-def _worker(name: str, queue: str) -> list[str]:
+def _worker(name: str, queue: str, concurrency: str) -> list[str]:
     return [
         "airflow",
         "celery",
         "worker",
         "--skip-serve-logs",
         "--concurrency",
-        "1",
+        concurrency,
         "--queues",
         queue,
         "--celery-hostname",
@@ -157,7 +165,10 @@ def _worker(name: str, queue: str) -> list[str]:
     ]
 
 
-def _start_components(work: Path, env: dict[str, str], port: int, queue: str) -> dict[str, Proc]:
+def _start_components(
+    work: Path, env: dict[str, str], port: int, queue: str, *, workers: Sequence[str] = ("celery-worker",)
+) -> dict[str, Proc]:
+    """api-server, scheduler, dag-processor and ``workers``; several workers get a local staging folder each."""
     logs = work / "logs"
     commands = {
         "api-server": ["airflow", "api-server", "--host", "127.0.0.1", "--port", str(port)],
@@ -165,9 +176,9 @@ def _start_components(work: Path, env: dict[str, str], port: int, queue: str) ->
         "dag-processor": ["airflow", "dag-processor"],
     }
     procs = {name: Proc(name, argv, env, logs) for name, argv in commands.items()}
-    for name in WORKERS:  # two "hosts": a local staging folder each, which the other cannot see
-        own = {**env, "AGENT_PROVIDER_STAGING_ROOT": str(work / name / "staging")}
-        procs[name] = Proc(name, _worker(name, queue), own, logs)
+    for name in workers:  # several "hosts": none sees another's local staging folder
+        own = {**env, "AGENT_PROVIDER_STAGING_ROOT": str(work / name / "staging")} if len(workers) > 1 else env
+        procs[name] = Proc(name, _worker(name, queue, env["AIRFLOW__CELERY__WORKER_CONCURRENCY"]), own, logs)
     return procs
 
 
@@ -185,7 +196,7 @@ def celery_topology(moto_s3: MotoS3) -> Iterator[CeleryTopology]:
         _prepare(work, env)
         procs = {"users-api": _start_users_api(work, env)}
         try:
-            procs.update(_start_components(work, env, port, queue))
+            procs.update(_start_components(work, env, port, queue, workers=WORKERS))
             wait_healthy(f"http://127.0.0.1:{port}", 180, alive=lambda: all(p.alive() for p in procs.values()))
             print(f"Celery topology ready in {elapsed(started)}")
             yield CeleryTopology(
