@@ -40,15 +40,26 @@ def get_provider_info() -> dict:
                     "staging_root": {
                         "description": (
                             "Where stages write staged Parquet data: a local folder or an object-storage URI "
-                            "(s3://conn_id@bucket/path) that every worker can reach. Empty means "
-                            "$AGENT_PROVIDER_STAGING_ROOT, else $AIRFLOW_HOME/staging. An operator's "
-                            "staging_root argument wins over this setting."
+                            "(s3://<conn_id>@<bucket>/<prefix>, credentials from that Airflow connection) that "
+                            "every worker can reach. Empty means $AGENT_PROVIDER_STAGING_ROOT, else "
+                            "$AIRFLOW_HOME/staging. An operator's staging_root argument wins over this setting."
                         ),
                         "version_added": "0.1.0",
                         "type": "string",
                         "example": "s3://aws_default@my-bucket/airflow-staging",
                         "default": None,
-                    }
+                    },
+                    "staging_retention": {
+                        "description": (
+                            "What becomes of a run's staged data: delete_on_success removes it once the run "
+                            "succeeds with no failed task (a failed run keeps it for debugging); keep never "
+                            "removes anything."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "keep",
+                        "default": "delete_on_success",
+                    },
                 },
             }
         },

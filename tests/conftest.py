@@ -31,8 +31,10 @@ os.environ.update(
         "AGENT_PROVIDER_TEST_ROOT": str(_HOME),
     }
 )
-for _key in [k for k in os.environ if k.startswith("ANTHROPIC_")]:
-    del os.environ[_key]
+for _key in [k for k in os.environ if k.startswith(("ANTHROPIC_", "AWS_"))]:
+    del os.environ[_key]  # no real key anywhere; object-store credentials come from connections only
+
+from tests.objectstore import moto_s3, s3_staging  # noqa: E402, F401  (fixtures, imported after the environment is set)
 
 PG_ADMIN_DSN = os.environ.get("AGENT_PROVIDER_PG_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
 

@@ -66,8 +66,8 @@ def isolated_connection(inputs: Mapping[str, DatasetRef], *, writable: Sequence[
     try:
         folders = {os.path.abspath(folder) for folder in writable}  # DuckDB adds its spill folder itself
         for name, ref in inputs.items():
-            files = [os.path.abspath(f) for f in staging.part_files(ref.uri)]
-            folders.update(os.path.dirname(f) for f in files)
+            files = [f if "://" in f else os.path.abspath(f) for f in staging.part_files(ref.uri)]
+            folders.update(f.rsplit("/", 1)[0] for f in files)  # remote ones: read through the area's filesystem
             scan = f"read_parquet([{', '.join(sql_literal(f) for f in files)}], union_by_name = true)"
             con.execute(f"CREATE VIEW {quote_ident(name)} AS SELECT * FROM {scan}")
         allowed = ", ".join(sql_literal(folder.rstrip("/") + "/") for folder in sorted(folders))

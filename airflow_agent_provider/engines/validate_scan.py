@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 from airflow_agent_provider.contracts import Issue, QualityRule
 from airflow_agent_provider.engines.staging import (
     ProcessDuckDB,
+    arrow_dataset,
     connect,
     logical_type,
-    part_files,
     quote_ident,
     shared_cursor,
     sql_literal,
@@ -127,11 +127,9 @@ def sandbox(uri: str, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnecti
 
     The locked database is shared (a cursor's registered ``data`` is its own); a new one costs 15-50 ms.
     """
-    import pyarrow.dataset as ds
-
     schema = con.sql("SELECT * FROM data LIMIT 0").to_arrow_table().schema
     locked = _SANDBOX.cursor()
-    locked.register("data", ds.dataset(part_files(uri), schema=schema, format="parquet"))
+    locked.register("data", arrow_dataset(uri, schema))
     return locked
 
 

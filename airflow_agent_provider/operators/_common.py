@@ -12,9 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_agent_provider.contracts import DatasetRef, StageResult
 from airflow_agent_provider.engines import staging
+from airflow_agent_provider.engines.staging import area as staging_area
+from airflow_agent_provider.operators import _staging
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
+
+# Remote dataset URIs under no opened root (an upstream task's, read on another worker) are opened
+# through their Airflow connection.
+staging_area.set_opener(_staging.opener)
 
 
 @dataclass(frozen=True)
@@ -27,12 +33,15 @@ class RunScope:
     map_index: int = -1
 
     def dataset_uri(self, root: str | None, dataset: str) -> str:
+        """Where this task stages ``dataset``; an object-store root is opened (and checked) first."""
         index = self.map_index if self.map_index >= 0 else None
-        return staging.stage_uri(
-            root or configured_staging_root(), self.dag_id, self.run_id, self.task_id, dataset, map_index=index
-        )
+        root = root or configured_staging_root()
+        _staging.ensure_open(root)
+        return staging.stage_uri(root, self.dag_id, self.run_id, self.task_id, dataset, map_index=index)
 
     def uri_factory(self, root: str | None) -> Callable[[str], str]:
+        """``dataset -> URI`` under ``root``; the root is opened now, so a bad one fails before any work."""
+        _staging.ensure_open(root or configured_staging_root())
         return lambda dataset: self.dataset_uri(root, dataset)
 
 
@@ -41,6 +50,13 @@ def configured_staging_root() -> str:
     from airflow.sdk import conf
 
     return conf.get("agent_provider", "staging_root", fallback=None) or staging.default_root()
+
+
+def configured_staging_retention() -> str | None:
+    """``[agent_provider] staging_retention`` as set (None: the default, ``delete_on_success``)."""
+    from airflow.sdk import conf
+
+    return conf.get("agent_provider", "staging_retention", fallback=None)
 
 
 def run_scope(context: Mapping[str, Any]) -> RunScope:

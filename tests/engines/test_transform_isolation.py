@@ -212,7 +212,14 @@ class TestTheStagedOutput:
         assert [Path(f).name for f in staging.part_files(out)] == ["part-00000.parquet"]
         assert result.dataset().row_count == 2
 
-    def test_a_remote_output_goes_through_fsspec(self, events: DatasetRef) -> None:
+    def test_a_remote_output_goes_through_fsspec(self, events: DatasetRef, monkeypatch: pytest.MonkeyPatch) -> None:
+        import fsspec
+
+        from airflow_agent_provider.engines.staging import area as staging_area
+
+        monkeypatch.setattr(staging_area._AREAS, "mounted", {})  # the operators hand remote roots over as areas
+        fs = fsspec.filesystem("memory")
+        staging_area.mount(staging_area.StagingArea("memory://transform-tests", fs, "/transform-tests"))
         uri = "memory://transform-tests/result"
 
         result = run(events, uri, "SELECT user_id, amount * 2 AS doubled FROM events")

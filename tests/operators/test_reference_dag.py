@@ -24,6 +24,8 @@ from scripts.demo_http_server import serve
 from scripts.sample_data import generate
 from tests.agents.support import claude_conn, fake
 from tests.conftest import run_dag, task_states, xcom
+from tests.objectstore import S3Staging
+from tests.process._procs import wait_until
 
 __all__ = ["claude_conn", "fake"]
 
@@ -276,3 +278,20 @@ class TestDailyUserEngagement:
         assert sample.loaded_on(BAD_DAY) == 0
         assert len(alert_webhook) == 1
         assert "escalate" in alert_webhook[0]["text"] and why in alert_webhook[0]["text"]
+
+
+class TestDailyUserEngagementOnS3:
+    def test_a_healthy_day_staged_in_s3_loads_the_day_and_leaves_no_staged_data(
+        self, reference_env: Sample, claude_conn: FakeClaude, s3_staging: S3Staging, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("AIRFLOW__AGENT_PROVIDER__STAGING_ROOT", s3_staging.root)
+        run = run_dag(DAG_ID, "2026-11-10")
+
+        assert task_states(run) == HAPPY
+        staged = [ref["uri"] for ref in xcom(run, "transform")["datasets"].values()]
+        assert staged and all(uri.startswith(s3_staging.root + "/daily_user_engagement/") for uri in staged)
+        assert xcom(run, "load")["metrics"]["rows_loaded"] == reference_env.users_active_on(date(2026, 11, 9))
+        assert {row[1] for row in reference_env.warehouse_rows()} == {"2026-11-09"}
+        # the run succeeded: retention removes what it staged, in the background
+        wait_until(lambda: s3_staging.object_keys() == [], 30, "the run's staged data to be removed")
+        assert claude_conn.messages_requests == []

@@ -52,6 +52,7 @@ class TestSchemaRemediationRuns:
     ) -> None:
         warehouse = tmp_path / "quarantine.db"
         monkeypatch.setenv("AIRFLOW_CONN_QUARANTINE_DB", f"sqlite:///{warehouse}")
+        monkeypatch.setenv("AIRFLOW__AGENT_PROVIDER__STAGING_RETENTION", "keep")  # the staged fix is read below
         claude_conn.add(plan(RENAME), times=1)
         claude_conn.add(plan(QUARANTINE, CAST), times=1)
         dag_run = run_dag("claude_remediation", conf={"quarantine_conn": "quarantine_db"})

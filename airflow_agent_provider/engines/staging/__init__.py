@@ -2,8 +2,9 @@
 
 A dataset is a folder of ``part-NNNNN.parquet`` files written chunk by chunk, so no stage ever
 holds a whole table in memory. Readers go through DuckDB (``read_parquet(..., union_by_name)``),
-which also reconciles chunks whose inferred types differ. Local folders are read in place;
-other fsspec URIs (``s3://`` ...) are written through fsspec and cached locally for reading.
+which also reconciles chunks whose inferred types differ. Local folders are read in place, and
+so are object-store URIs (``s3://<conn_id>@<bucket>/...``), through the staging area the operators
+opened for them (:mod:`.area`).
 
 One job per module:
 
@@ -11,7 +12,9 @@ One job per module:
 - :mod:`.writer` :class:`DatasetWriter`, which folds the checksum in as it writes;
 - :mod:`.reader` scanning, describing (rows, types, checksum) and streaming a dataset;
 - :mod:`.connection` bounded in-memory DuckDBs and the process-wide one scans share;
-- :mod:`.types` DuckDB types as the logical types of ``expected_schema``.
+- :mod:`.types` DuckDB types as the logical types of ``expected_schema``;
+- :mod:`.area` object-store staging roots the operators opened (a ready filesystem per root);
+- :mod:`.retention` when a run's staged data is removed, and removing it.
 
 The names below are the public surface; import them from here.
 """
@@ -21,12 +24,14 @@ from airflow_agent_provider.engines.staging.connection import ProcessDuckDB, con
 from airflow_agent_provider.engines.staging.paths import (
     DEFAULT_STAGING_ENV,
     StagingError,
+    dataset_bytes,
     default_root,
     part_files,
     safe_segment,
     stage_uri,
 )
 from airflow_agent_provider.engines.staging.reader import (
+    arrow_dataset,
     checksum_sql,
     columns_of,
     describe,
@@ -43,9 +48,11 @@ __all__ = [
     "DatasetWriter",
     "ProcessDuckDB",
     "StagingError",
+    "arrow_dataset",
     "checksum_sql",
     "columns_of",
     "connect",
+    "dataset_bytes",
     "default_root",
     "describe",
     "iter_batches",

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from airflow_agent_provider.engines.sqlsafe import sql_literal
+from airflow_agent_provider.engines.staging import area as staging_area
 
 if TYPE_CHECKING:
     import duckdb
@@ -26,7 +28,29 @@ def connect(*, memory_limit: str | None = None, threads: int | None = None) -> d
     con.execute("SET enable_progress_bar = false")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
+    staging_area.register_filesystems(con)  # object-store staging areas: their files are read in place
+    _OPEN.add(con)  # and areas mounted later (an upstream dataset opened on first read) join it then
     return con
+
+
+_OPEN: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
+"""The DuckDBs :func:`connect` made in this process that are still referenced (a forked child starts empty)."""
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_OPEN.clear)
+
+
+def _register_with_open_databases(area: staging_area.StagingArea) -> None:
+    """A newly mounted area's filesystem serves its protocol in every open DuckDB from now on."""
+    import duckdb
+
+    for con in list(_OPEN):
+        try:
+            staging_area.register_filesystem(con, area, replace=True)
+        except duckdb.Error:  # closed, or its configuration is locked (the sandboxes read Arrow, not files)
+            _OPEN.discard(con)
+
+
+staging_area.on_mount(_register_with_open_databases)
 
 
 class ProcessDuckDB:

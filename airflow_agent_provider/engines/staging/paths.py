@@ -1,7 +1,8 @@
 """Where staged datasets live: the staging root, a run's dataset URI, and its part files.
 
-Local folders (or ``file://``) are used in place; any other URI goes through fsspec, and its
-part files are cached in a local temp folder for reading.
+Local folders (or ``file://``) are used in place; any other URI is under an object-store staging
+root that the operators opened (:mod:`airflow_agent_provider.engines.staging.area`): written through
+its fsspec filesystem and read in place by DuckDB, which has that filesystem registered.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -61,11 +61,11 @@ def stage_uri(root: str, dag_id: str, run_id: str, task_id: str, dataset: str, *
 
 
 def filesystem(uri: str) -> tuple[Any, str]:
-    """The fsspec filesystem of a URI and the path within it."""
-    import fsspec.core
+    """The fsspec filesystem of a remote URI, from the staging area the operators opened, and the path within it."""
+    from airflow_agent_provider.engines.staging import area as staging_area
 
-    fs, path = fsspec.core.url_to_fs(uri)
-    return fs, path
+    area = staging_area.area_for(uri)
+    return area.fs, area.fs_path(uri)
 
 
 def clear(uri: str) -> None:
@@ -77,16 +77,21 @@ def clear(uri: str) -> None:
         Path(local_path(uri)).mkdir(parents=True, exist_ok=True)
         return
     fs, path = filesystem(uri)
+    fs.invalidate_cache(path)
     if fs.exists(path):
         fs.rm(path, recursive=True)
     fs.makedirs(path, exist_ok=True)
 
 
 def part_files(uri: str) -> list[str]:
-    """The local paths of a dataset's part files (remote datasets are cached locally first)."""
+    """The paths DuckDB reads a dataset's part files by: local paths, or remote ones that DuckDB reads in
+    place (in byte ranges) through the staging area's filesystem registered with it."""
     uri = uri.rstrip("/")
     if not is_local(uri):
-        return _cached_parts(uri)
+        from airflow_agent_provider.engines.staging import area as staging_area
+
+        area = staging_area.area_for(uri)
+        return [area.duckdb_path(name) for name in remote_part_paths(uri)]
     folder = Path(local_path(uri))
     if folder.is_file():
         return [str(folder)]
@@ -96,16 +101,22 @@ def part_files(uri: str) -> list[str]:
     return files
 
 
-def _cached_parts(uri: str) -> list[str]:
-    fs, path = filesystem(uri)
-    cache = Path(tempfile.gettempdir()) / "agent_provider_cache" / hashlib.sha256(uri.encode()).hexdigest()[:16]
-    cache.mkdir(parents=True, exist_ok=True)
-    names = sorted(p for p in fs.ls(path, detail=False) if str(p).endswith(".parquet"))
+def remote_part_paths(uri: str) -> list[str]:
+    """A remote dataset's part files as paths of its staging area's filesystem."""
+    fs, path = filesystem(uri.rstrip("/"))
+    fs.invalidate_cache(path)  # another process (worker) may have written it since this one last listed it
+    try:
+        names = sorted(str(p) for p in fs.ls(path, detail=False) if str(p).endswith(".parquet"))
+    except FileNotFoundError:
+        names = []
     if not names:
         raise StagingError(f"staged dataset {uri} is missing or empty (no parquet files)")
-    local = []
-    for name in names:
-        target = cache / Path(name).name
-        fs.get(name, str(target))
-        local.append(str(target))
-    return local
+    return names
+
+
+def dataset_bytes(uri: str) -> int:
+    """The size of a dataset's part files in bytes."""
+    if is_local(uri):
+        return sum(os.path.getsize(f) for f in part_files(uri))
+    fs, path = filesystem(uri.rstrip("/"))
+    return sum(int(entry["size"]) for entry in fs.ls(path, detail=True) if str(entry["name"]).endswith(".parquet"))

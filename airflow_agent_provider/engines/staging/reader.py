@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from airflow_agent_provider.contracts import DatasetRef
 from airflow_agent_provider.engines.sqlsafe import quote_ident, sql_literal
 from airflow_agent_provider.engines.staging.connection import shared_cursor
-from airflow_agent_provider.engines.staging.paths import part_files
+from airflow_agent_provider.engines.staging.paths import (
+    dataset_bytes,
+    filesystem,
+    is_local,
+    part_files,
+    remote_part_paths,
+)
 from airflow_agent_provider.engines.staging.types import logical_type
 
 if TYPE_CHECKING:
     import duckdb
     import pandas as pd
     import pyarrow as pa
+    import pyarrow.dataset as ds
 
 
 def scan_sql(uri: str) -> str:
@@ -56,7 +62,7 @@ def describe(uri: str, con: duckdb.DuckDBPyConnection | None = None) -> DatasetR
 def dataset_ref(uri: str, rows: int, types: dict[str, str], total: int) -> DatasetRef:
     """The :class:`DatasetRef` of a dataset whose rows, DuckDB types and checksum sum are known."""
     digest = hashlib.sha256(f"{rows}|{sorted(types.items())}|{total}".encode()).hexdigest()[:32]
-    size = sum(os.path.getsize(f) for f in part_files(uri))
+    size = dataset_bytes(uri)
     columns = {name: logical_type(t) for name, t in types.items()}
     return DatasetRef(uri=uri, row_count=rows, columns=columns, checksum=digest, bytes=size)
 
@@ -79,3 +85,16 @@ def read_frame(uri: str) -> pd.DataFrame:
         return con.execute(f"SELECT * FROM {scan_sql(uri)}").df()
     finally:
         con.close()
+
+
+def arrow_dataset(uri: str, schema: pa.Schema | None = None) -> ds.Dataset:
+    """A ``pyarrow.dataset`` over a dataset's part files (through its staging area's filesystem when remote)."""
+    import pyarrow.dataset as ds
+
+    if is_local(uri):
+        return ds.dataset(part_files(uri), schema=schema, format="parquet")
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    fs, _ = filesystem(uri.rstrip("/"))
+    files = remote_part_paths(uri)
+    return ds.dataset(files, schema=schema, format="parquet", filesystem=PyFileSystem(FSSpecHandler(fs)))

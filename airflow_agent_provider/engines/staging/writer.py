@@ -47,7 +47,7 @@ class DatasetWriter:
     def checksum_on_write(self) -> bool:
         """True while every chunk hashed alike, so ``finish()`` can skip re-reading the dataset
         (it still checks the reconciled column types against the chunks' and reads it if they differ)."""
-        return bool(self._checksum.exact and self._checksum.columns) and is_local(self.uri)
+        return bool(self._checksum.exact and self._checksum.columns)
 
     def write(self, chunk: pa.Table | pa.RecordBatch | pd.DataFrame) -> None:
         table = _as_table(chunk)
