@@ -16,6 +16,7 @@ from airflow_agent_provider.contracts.decisions import (
     RowRule,
 )
 from airflow_agent_provider.contracts.results import (
+    DatasetOrigin,
     DatasetRef,
     Issue,
     PipelineState,
@@ -40,6 +41,7 @@ from airflow_agent_provider.contracts.specs import (
 
 __all__ = [
     "CastColumn",
+    "DatasetOrigin",
     "DatasetRef",
     "Diagnosis",
     "DropRows",

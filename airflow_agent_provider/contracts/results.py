@@ -54,6 +54,13 @@ class Usage(_Model):
         return self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
 
 
+class DatasetOrigin(_Model):
+    """A dataset named as OpenLineage names it: the source a staged dataset's rows were read from."""
+
+    namespace: str = Field(description="the data source, e.g. postgres://host:5432, sqlite:///path/db, file, s3://b")
+    name: str = Field(description="the dataset within it, e.g. db.schema.table, a table, a path or object key")
+
+
 class DatasetRef(_Model):
     """Where a staged dataset lives and what it holds. Never the rows themselves."""
 
@@ -63,6 +70,9 @@ class DatasetRef(_Model):
     checksum: str = ""
     format: Literal["parquet"] = "parquet"
     bytes: int | None = None
+    origins: list[DatasetOrigin] = Field(
+        default_factory=list, description="the source datasets the rows came from (set by extract when lineage is on)"
+    )
 
 
 class Issue(_Model):

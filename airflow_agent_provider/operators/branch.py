@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.branch import BaseBranchOperator
 
+from airflow_agent_provider.operators._lineage import LineageMixin
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -16,7 +18,7 @@ if TYPE_CHECKING:
 DECISION_KEY = "decision"
 
 
-class RemediationBranchOperator(BaseBranchOperator):
+class RemediationBranchOperator(LineageMixin, BaseBranchOperator):
     """Follow ``on_pass`` when every validation passed (no model call); otherwise let Claude choose.
 
     Claude is offered the ``branches`` (sorted task ids with their descriptions) as a closed choice;
@@ -198,7 +200,8 @@ class RemediationBranchOperator(BaseBranchOperator):
 
     def _record(self, context: Context, decision: RouteDecision) -> None:
         """Push the decision before branching: a branch that skips loses its return value."""
-        context["ti"].xcom_push(key=DECISION_KEY, value=decision.model_dump(mode="json"))
+        record = self.keep_for_lineage(context, decision.model_dump(mode="json"))
+        context["ti"].xcom_push(key=DECISION_KEY, value=record)
 
 
 def results_passed(results: list[StageResult]) -> bool:

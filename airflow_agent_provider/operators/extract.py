@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
+from airflow_agent_provider.operators._lineage import LineageMixin
 from airflow_agent_provider.operators.errors import stage_errors
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection, Context
     from sqlalchemy.engine import Engine
 
+    from airflow_agent_provider.contracts import StageResult
     from airflow_agent_provider.engines.extract import HttpEndpoint
 
 # Connection extras that HttpHook reads as request options rather than as headers.
@@ -24,7 +26,7 @@ _HTTP_OPTION_EXTRAS = frozenset(
 )
 
 
-class ExtractOperator(BaseOperator):
+class ExtractOperator(LineageMixin, BaseOperator):
     """Extract each source into a staged Parquet dataset named after it, sources running concurrently.
 
     Returns the ``extract`` stage result: per dataset its URI, row count, columns and checksum; metrics
@@ -80,6 +82,7 @@ class ExtractOperator(BaseOperator):
                 log=_common.progress_logger(self.log, self.task_id),
             )
         result.task_id, result.started_at = self.task_id, result.started_at or started
+        _record_origins(result, self.sources, self.log)
         self.log.info(
             "Extracted %s rows from %s source(s) in %.2fs: %s",
             result.metrics.get("total_rows"),
@@ -87,7 +90,24 @@ class ExtractOperator(BaseOperator):
             result.duration_s,
             {name: ref.row_count for name, ref in result.datasets.items()},
         )
-        return result.model_dump(mode="json")
+        return self.keep_for_lineage(context, result.model_dump(mode="json"))
+
+
+def _record_origins(result: StageResult, sources: list[dict[str, Any]], log: Any) -> None:
+    """With OpenLineage on, name each dataset's source datasets in its ``origins`` (for later stages' lineage)."""
+    from airflow_agent_provider import lineage
+
+    if not lineage.enabled():
+        return
+    from airflow_agent_provider.lineage.operators import extract_origins
+
+    try:
+        origins = extract_origins(sources)
+    except Exception as err:  # lineage never fails an extract
+        log.warning("OpenLineage: could not name the sources' datasets: %s", err)
+        return
+    for name, ref in result.datasets.items():
+        ref.origins = origins.get(name, [])
 
 
 class _Engines:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import BaseOperator
 
+from airflow_agent_provider.operators._lineage import LineageMixin
 from airflow_agent_provider.operators.errors import stage_errors
 
 if TYPE_CHECKING:
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 MAX_IDENTIFIER = 63
 
 
-class LoadOperator(BaseOperator):
+class LoadOperator(LineageMixin, BaseOperator):
     """Load one staged dataset into ``target_table`` through a SQL connection, then check the load.
 
     Runs in one transaction: a failure leaves the table as it was. Re-running the same data interval
@@ -93,7 +94,7 @@ class LoadOperator(BaseOperator):
             self.target_table,
             self.load_strategy,
         )
-        return result.model_dump(mode="json")
+        return self.keep_for_lineage(context, result.model_dump(mode="json"))
 
 
 def snapshot_name(target_table: str, run_id: str) -> str:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_agent_provider.operators._lineage import LineageMixin
 from airflow_agent_provider.operators.errors import stage_errors
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ class QuarantineFailed(AirflowFailException):
         self.remaining_issues = remaining_issues
 
 
-class QuarantineOperator(BaseOperator):
+class QuarantineOperator(LineageMixin, BaseOperator):
     """Quarantine the rows a failed validation found, validate the clean rows again, and go on.
 
     The plan is built from the validation's issues and the rules' own arguments (``not_null`` ->
@@ -126,7 +127,7 @@ class QuarantineOperator(BaseOperator):
             metrics["rows_quarantined"], metrics["rows_before"], name, metrics["quarantined_by"] or "nothing",
             result.status,
         )  # fmt: skip
-        output = result.model_dump(mode="json")
+        output = self.keep_for_lineage(context, result.model_dump(mode="json"))
         if not result.passed:
             context["ti"].xcom_push(key="return_value", value=output)
             raise self._failure(name, result)

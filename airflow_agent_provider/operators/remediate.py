@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_agent_provider.operators._lineage import LineageMixin
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -33,7 +35,7 @@ class SchemaRemediationFailed(AirflowFailException):
         self.remaining_issues = remaining_issues
 
 
-class SchemaRemediationOperator(BaseOperator):
+class SchemaRemediationOperator(LineageMixin, BaseOperator):
     """Fix a dataset that failed validation: up to ``max_iterations`` rounds of plan, apply, re-validate.
 
     Plans use a closed vocabulary (rename_column, cast_column, fill_default, drop_rows,
@@ -124,6 +126,7 @@ class SchemaRemediationOperator(BaseOperator):
             )  # fmt: skip
         context["ti"].xcom_push(key=ITERATIONS_KEY, value=outcome.iterations)
         if not outcome.passed or outcome.fixed is None:
+            self.keep_for_lineage(context, _failure_record(outcome))
             raise self._failure(task.dataset, outcome)
         loaded = self._load_quarantine(outcome.quarantined)
         result = self._result(task.output_dataset, outcome, loaded, started, time.monotonic() - clock)
@@ -132,7 +135,7 @@ class SchemaRemediationOperator(BaseOperator):
             task.dataset, len(outcome.iterations), outcome.fixed.row_count, outcome.usage.model_calls,
             outcome.usage.cost_usd,
         )  # fmt: skip
-        return result.model_dump(mode="json")
+        return self.keep_for_lineage(context, result.model_dump(mode="json"))
 
     def _task(self, context: Context) -> RemediationTask:
         from airflow_agent_provider.agents.fixes import check_allowed_actions
@@ -202,3 +205,12 @@ class SchemaRemediationOperator(BaseOperator):
             started_at=started,
             warnings=outcome.validation.warnings,
         )
+
+
+def _failure_record(outcome: RemediationOutcome) -> dict[str, Any]:
+    """What a failed remediation keeps for its lineage: every iteration, the usage, why it stopped."""
+    return {
+        "iterations": outcome.iterations,
+        "usage": outcome.usage.model_dump(),
+        "stopped_because": outcome.stopped_because,
+    }

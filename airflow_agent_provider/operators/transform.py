@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
+from airflow_agent_provider.operators._lineage import LineageMixin
 from airflow_agent_provider.operators.errors import stage_errors
 
 if TYPE_CHECKING:
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
     from airflow_agent_provider.agents.sql import SqlWriter
 
 
-class TransformOperator(BaseOperator):
+class TransformOperator(LineageMixin, BaseOperator):
     """Run transformations, in order, over every upstream dataset (each a table named after it).
 
     Each step's result is a table under the step's ``name`` for the steps after it; the last result
@@ -89,7 +90,7 @@ class TransformOperator(BaseOperator):
             self.output_dataset,
             result.duration_s,
         )
-        return result.model_dump(mode="json")
+        return self.keep_for_lineage(context, result.model_dump(mode="json"))
 
     def _sql_writer(self, context: Context) -> SqlWriter:
         """Claude's SQL writer for described steps: reviewed plans from ``plans_folder`` first."""

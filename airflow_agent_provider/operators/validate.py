@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseOperator
 
 from airflow_agent_provider.exceptions import ValidationFailed
+from airflow_agent_provider.operators._lineage import LineageMixin
 from airflow_agent_provider.operators.errors import StageFailed, stage_errors
 
 if TYPE_CHECKING:
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     from airflow_agent_provider.contracts import StageResult
 
 
-class ValidateOperator(BaseOperator):
+class ValidateOperator(LineageMixin, BaseOperator):
     """Validate one staged dataset of the upstream stage; a failing validation is a result, not an error.
 
     Returns the ``validate`` stage result: status ``pass`` or ``fail``, the ``issues`` found (type,
@@ -96,7 +97,7 @@ class ValidateOperator(BaseOperator):
         self.log.info(
             "Validation of %s: %s (%s rows, %s issue(s))", name, result.status, ref.row_count, len(result.issues)
         )
-        output = result.model_dump(mode="json")
+        output = self.keep_for_lineage(context, result.model_dump(mode="json"))
         if self.fail_task_on_failure and not result.passed:
             context["ti"].xcom_push(key="return_value", value=output)
             summary = "; ".join(issue.summary() for issue in result.issues[:5])
