@@ -115,20 +115,20 @@ def uri_origin(uri: str) -> DatasetOrigin:
     return DatasetOrigin(namespace=f"{parts.scheme}://{host}", name=parts.path.lstrip("/"))
 
 
-def staged_origin(uri: str, task_id: str) -> DatasetOrigin:
-    """The name of a stage's own output across runs: its staging URI without the run's folder.
+def staged_origin(uri: str, dag_id: str) -> DatasetOrigin:
+    """The name of staged data across runs: its staging URI without the run's folder.
 
     ``<root>/<dag>/<run>/<task>[/map_<i>]/<dataset>`` is named ``<root>/<dag>/<task>[/map_<i>]/<dataset>``,
     so each run's copy is one more version of the same dataset, not a new dataset per run.
 
-    :param task_id: the task that staged it (its folder is found from the right of the URI).
+    :param dag_id: the DAG of the run that staged it (its folder locates the run's folder after it).
     """
     segments = uri.rstrip("/").split("/")
-    at = len(segments) - 2
-    if segments[at].startswith("map_") and segments[at - 1] == safe_segment(task_id):
-        at -= 1
-    if at >= 2 and segments[at] == safe_segment(task_id):
-        del segments[at - 1]
+    for run_at in (-3, -4):  # <run>/<task>/<dataset>, or <run>/<task>/map_<i>/<dataset>
+        mapped = run_at == -4 and segments[-2].startswith("map_")
+        if len(segments) > -run_at + 1 and segments[run_at - 1] == safe_segment(dag_id) and (run_at == -3 or mapped):
+            del segments[run_at]
+            break
     return uri_origin("/".join(segments))
 
 

@@ -82,7 +82,7 @@ def extract_lineage(operator: Any, kept: Any, failed: bool) -> Any:
         single = len(ref.origins) == 1
         inputs += [facets.input_dataset(origin, ref.columns if single else None) for origin in ref.origins]
         if not single:
-            staged = naming.staged_origin(ref.uri, operator.task_id)
+            staged = naming.staged_origin(ref.uri, operator.dag_id)
             outputs.append(facets.output_dataset(staged, ref.columns, rows=ref.row_count))
     return facets.operator_lineage(inputs, outputs)
 
@@ -95,7 +95,7 @@ def validate_lineage(operator: Any, kept: Any, failed: bool) -> Any:
     from airflow_agent_provider.contracts import parse_quality_rules
 
     results = parse_upstream(operator.upstream)
-    _, ref, origin = checked_dataset(results, operator.dataset)
+    _, ref, origin = checked_dataset(results, operator.dataset, operator.dag_id)
     result = _result(kept)
     quality = {}
     if result is not None:
@@ -120,7 +120,7 @@ def remediation_lineage(operator: Any, kept: Any, failed: bool) -> Any:
     from airflow_agent_provider.lineage.decisions import REMEDIATION_FACET, remediation_facet, remediation_facet_of
 
     results = parse_upstream(operator.validation)
-    name, ref, origin = checked_dataset(results, operator.dataset)
+    name, ref, origin = checked_dataset(results, operator.dataset, operator.dag_id)
     inputs = [facets.input_dataset(origin, ref.columns)]
     result = _result(kept)
     if result is not None:
@@ -138,7 +138,7 @@ def remediation_lineage(operator: Any, kept: Any, failed: bool) -> Any:
 def quarantine_lineage(operator: Any, kept: Any, failed: bool) -> Any:
     """Input: the quarantined dataset; output: the quarantine table, when rows were written to it."""
     results = parse_upstream(operator.validation)
-    name, ref, origin = checked_dataset(results, operator.dataset)
+    name, ref, origin = checked_dataset(results, operator.dataset, operator.dag_id)
     inputs = [facets.input_dataset(origin, ref.columns)]
     result = _result(kept)
     table = result.metrics.get("quarantine_table") if result is not None else None
@@ -159,18 +159,18 @@ def transform_lineage(operator: Any, kept: Any, failed: bool) -> Any:
     from airflow_agent_provider.lineage.columns import transform_column_sources
 
     results = parse_upstream(operator.upstream)
-    located = datasets_of(results)
-    names = {name: identity(name, ref, task_id, results) for name, (ref, task_id) in located.items()}
-    inputs = [facets.input_dataset(names[name], ref.columns) for name, (ref, _) in located.items()]
+    located = {name: ref for result in results for name, ref in result.datasets.items()}  # later results win
+    names = {name: identity(name, ref, results, operator.dag_id) for name, ref in located.items()}
+    inputs = [facets.input_dataset(names[name], ref.columns) for name, ref in located.items()]
     result = _result(kept)
     if result is None or operator.output_dataset not in result.datasets:
         return facets.operator_lineage(inputs)
     output = result.datasets[operator.output_dataset]
     steps = parse_transformations(operator.transformations)
-    columns = {name: ref.columns for name, (ref, _) in located.items()}
+    columns = {name: ref.columns for name, ref in located.items()}
     sources = transform_column_sources(steps, output.columns, columns)
     lineage = facets.column_lineage_facet(sources, {name: [origin] for name, origin in names.items()})
-    staged = naming.staged_origin(output.uri, operator.task_id)
+    staged = naming.staged_origin(output.uri, operator.dag_id)
     return facets.operator_lineage(
         inputs, [facets.output_dataset(staged, output.columns, rows=output.row_count, column_lineage=lineage)]
     )
@@ -181,7 +181,7 @@ def load_lineage(operator: Any, kept: Any, failed: bool) -> Any:
     from airflow.sdk import BaseHook
 
     results = parse_upstream(operator.upstream)
-    _, ref, origin = checked_dataset(results, operator.dataset)
+    _, ref, origin = checked_dataset(results, operator.dataset, operator.dag_id)
     connection = BaseHook.get_connection(operator.conn_id)
     target = naming.table_origin(connection, operator.target_table)
     if target is None:
@@ -200,28 +200,24 @@ def load_lineage(operator: Any, kept: Any, failed: bool) -> Any:
 # --- names ---------------------------------------------------------------------------------------
 
 
-def datasets_of(results: Sequence[StageResult]) -> dict[str, tuple[DatasetRef, str]]:
-    """Every upstream dataset by name with the task that staged it; later results win on a name."""
-    return {name: (ref, result.task_id or result.stage) for result in results for name, ref in result.datasets.items()}
-
-
-def checked_dataset(results: Sequence[StageResult], dataset: str | None) -> tuple[str, DatasetRef, DatasetOrigin]:
+def checked_dataset(
+    results: Sequence[StageResult], dataset: str | None, dag_id: str
+) -> tuple[str, DatasetRef, DatasetOrigin]:
     """(name, ref, lineage name) of the dataset a stage works on, picked as the operator picks it."""
     from airflow_agent_provider.operators._common import find_dataset
 
     name, ref = find_dataset(results, dataset)
-    task_id = next((r.task_id or r.stage for r in results if r.datasets.get(name) is ref), "")
-    return name, ref, identity(name, ref, task_id, results)
+    return name, ref, identity(name, ref, results, dag_id)
 
 
-def identity(name: str, ref: DatasetRef, task_id: str, results: Sequence[StageResult]) -> DatasetOrigin:
+def identity(name: str, ref: DatasetRef, results: Sequence[StageResult], dag_id: str) -> DatasetOrigin:
     """A dataset's lineage name: its one origin (also when a remediation restaged it under the same
     name), else its stable staging name (a stage's own output, or a query over several tables)."""
     recorded = (r.datasets[name].origins for r in results if name in r.datasets and r.datasets[name].origins)
     origins = ref.origins or next(recorded, [])
     if len(origins) == 1:
         return origins[0]
-    return naming.staged_origin(ref.uri, task_id)
+    return naming.staged_origin(ref.uri, dag_id)
 
 
 def _tables(conn_id: str | None, written: Mapping[str, tuple[DatasetRef | None, int]]) -> list[Any]:

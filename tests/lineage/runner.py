@@ -33,15 +33,25 @@ def lineage_env(events: Path, **extra: str) -> dict[str, str]:
     }
 
 
-def dags_test(name: str, dag_id: str, logical_date: str, work: Path, timeout: float = 300) -> list[dict[str, Any]]:
-    """Run ``airflow dags test dag_id logical_date``; every event the listener emitted, in time order.
+def dags_test(
+    name: str,
+    dag_id: str,
+    logical_date: str | None,
+    work: Path,
+    *,
+    conf: dict[str, Any] | None = None,
+    timeout: float = 300,
+) -> list[dict[str, Any]]:
+    """Run ``airflow dags test dag_id [logical_date] [-c conf]``; every event the listener emitted, by time.
 
     The events stay in ``test-artifacts/lineage/<name>/`` (one JSON file each) after the test.
     """
     events = ARTIFACTS / name
     shutil.rmtree(events, ignore_errors=True)
     events.mkdir(parents=True)
-    proc = Proc(f"dags-test-{dag_id}", [AIRFLOW, "dags", "test", dag_id, logical_date], lineage_env(events), work)
+    argv = [AIRFLOW, "dags", "test", dag_id, *([logical_date] if logical_date else [])]
+    argv += ["-c", json.dumps(conf)] if conf else []
+    proc = Proc(f"dags-test-{dag_id}", argv, lineage_env(events), work)
     try:
         code = proc.popen.wait(timeout=timeout)
     finally:

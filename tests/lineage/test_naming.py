@@ -80,19 +80,18 @@ class TestFileAndHttpNames:
 
 class TestStagedNames:
     @pytest.mark.parametrize(
-        ("uri", "task_id", "expected"),
+        ("uri", "expected"),
         [
             pytest.param(
                 "/stage/daily/manual__2026-11-10T00_00_00_00_00-1a2b3c4d/transform/out",
-                "transform", ("file", "/stage/daily/transform/out"), id="local",
+                ("file", "/stage/daily/transform/out"), id="local",
             ),
             pytest.param(
                 "s3://aws@bucket/stage/daily/scheduled_1/extract/map_2/events",
-                "extract", ("s3://bucket", "stage/daily/extract/map_2/events"), id="mapped-s3",
+                ("s3://bucket", "stage/daily/extract/map_2/events"), id="mapped-s3",
             ),
+            pytest.param("/elsewhere/not/staged/here/x", ("file", "/elsewhere/not/staged/here/x"), id="not-staged"),
         ],
     )  # fmt: skip
-    def test_a_stages_output_is_one_dataset_across_runs(
-        self, uri: str, task_id: str, expected: tuple[str, str]
-    ) -> None:
-        assert naming.staged_origin(uri, task_id) == DatasetOrigin(namespace=expected[0], name=expected[1])
+    def test_staged_data_is_one_dataset_across_runs(self, uri: str, expected: tuple[str, str]) -> None:
+        assert naming.staged_origin(uri, "daily") == DatasetOrigin(namespace=expected[0], name=expected[1])
