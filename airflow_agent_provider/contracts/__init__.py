@@ -16,6 +16,7 @@ from airflow_agent_provider.contracts.decisions import (
     RowRule,
 )
 from airflow_agent_provider.contracts.results import (
+    DatasetOrigin,
     DatasetRef,
     Issue,
     PipelineState,
@@ -41,6 +42,7 @@ from airflow_agent_provider.contracts.usage import Usage
 
 __all__ = [
     "CastColumn",
+    "DatasetOrigin",
     "DatasetRef",
     "Diagnosis",
     "DropRows",

@@ -32,6 +32,13 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
 
+class DatasetOrigin(_Model):
+    """A dataset named as OpenLineage names it: the source a staged dataset's rows were read from."""
+
+    namespace: str = Field(description="the data source, e.g. postgres://host:5432, sqlite:///path/db, file, s3://b")
+    name: str = Field(description="the dataset within it, e.g. db.schema.table, a table, a path or object key")
+
+
 class DatasetRef(_Model):
     """Where a staged dataset lives and what it holds. Never the rows themselves."""
 
@@ -41,6 +48,9 @@ class DatasetRef(_Model):
     checksum: str = ""
     format: Literal["parquet"] = "parquet"
     bytes: int | None = None
+    origins: list[DatasetOrigin] = Field(
+        default_factory=list, description="the source datasets the rows came from (set by extract when lineage is on)"
+    )
 
 
 class Issue(_Model):

@@ -121,6 +121,7 @@ def _metrics(scan: Scan, null_rates: Mapping[str, float], findings: _Findings, r
         "row_count": scan.row_count,
         "columns": {name: logical_type(t) for name, t in scan.types.items()},
         "null_rates": {name: round(rate, 6) for name, rate in null_rates.items()},
+        "null_counts": {name: scan.row_count - present for name, present in scan.non_null.items()},
         "rules_checked": rules,
         "rules_failed": findings.rules_failed,
         "schema_match": findings.schema_match,

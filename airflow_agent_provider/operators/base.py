@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
+from airflow_agent_provider.operators._lineage import LineageMixin
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -22,8 +24,11 @@ DEFAULT_CLAUDE_CONN_ID = "anthropic_default"
 DECISION_KEY = "decision"  # the XCom key of a routing decision (``contracts.RouteDecision``)
 
 
-class StageOperator(BaseOperator):
-    """One stage of the pipeline; ``stage`` names it in stage results, the run's report and alerts."""
+class StageOperator(LineageMixin, BaseOperator):
+    """One stage of the pipeline; ``stage`` names it in stage results, the run's report and alerts.
+
+    Every stage reports its lineage to OpenLineage (``LineageMixin``) when that provider is installed.
+    """
 
     stage: ClassVar[StageName]
 

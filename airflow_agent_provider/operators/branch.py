@@ -180,7 +180,8 @@ class RemediationBranchOperator(ClaudeStageOperator, BaseBranchOperator):
 
     def _record(self, context: Context, decision: RouteDecision) -> None:
         """Push the decision before branching: a branch that skips loses its return value."""
-        context["ti"].xcom_push(key=DECISION_KEY, value=decision.model_dump(mode="json"))
+        record = self.keep_for_lineage(context, decision.model_dump(mode="json"))
+        context["ti"].xcom_push(key=DECISION_KEY, value=record)
 
 
 def results_passed(results: list[StageResult]) -> bool:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
     from sqlalchemy.engine import Engine
 
+    from airflow_agent_provider.contracts import StageResult
     from airflow_agent_provider.engines.extract import HttpEndpoint
 
 
@@ -73,6 +74,7 @@ class ExtractOperator(StageOperator):
                 log=_common.progress_logger(self.log, self.task_id),
             )
         result.task_id, result.started_at = self.task_id, result.started_at or started
+        _record_origins(result, self.sources, self.log)
         self.log.info(
             "Extracted %s rows from %s source(s) in %.2fs: %s",
             result.metrics.get("total_rows"),
@@ -80,7 +82,24 @@ class ExtractOperator(StageOperator):
             result.duration_s,
             {name: ref.row_count for name, ref in result.datasets.items()},
         )
-        return result.model_dump(mode="json")
+        return self.keep_for_lineage(context, result.model_dump(mode="json"))
+
+
+def _record_origins(result: StageResult, sources: list[dict[str, Any]], log: Any) -> None:
+    """With OpenLineage on, name each dataset's source datasets in its ``origins`` (for later stages' lineage)."""
+    from airflow_agent_provider import lineage
+
+    if not lineage.enabled():
+        return
+    from airflow_agent_provider.lineage.operators import extract_origins
+
+    try:
+        origins = extract_origins(sources)
+    except Exception as err:  # lineage never fails an extract
+        log.warning("OpenLineage: could not name the sources' datasets: %s", err)
+        return
+    for name, ref in result.datasets.items():
+        ref.origins = origins.get(name, [])
 
 
 class _Engines:

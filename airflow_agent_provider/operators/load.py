@@ -94,7 +94,7 @@ class LoadOperator(StageOperator):
             self.target_table,
             self.load_strategy,
         )
-        return result.model_dump(mode="json")
+        return self.keep_for_lineage(context, result.model_dump(mode="json"))
 
 
 def snapshot_name(target_table: str, run_id: str) -> str:

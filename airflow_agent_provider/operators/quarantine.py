@@ -112,7 +112,7 @@ class QuarantineOperator(StageOperator):
             metrics["rows_quarantined"], metrics["rows_before"], name, metrics["quarantined_by"] or "nothing",
             result.status,
         )  # fmt: skip
-        output = result.model_dump(mode="json")
+        output = self.keep_for_lineage(context, result.model_dump(mode="json"))
         if not result.passed:
             context["ti"].xcom_push(key="return_value", value=output)
             raise self._failure(name, result)

@@ -95,6 +95,7 @@ class SchemaRemediationOperator(ClaudeStageOperator):
             outcome = remediate(self.claude(context), request, max_iterations=self.max_iterations)
         context["ti"].xcom_push(key=ITERATIONS_KEY, value=outcome.iterations)
         if not outcome.passed or outcome.fixed is None:
+            self.keep_for_lineage(context, _failure_record(outcome))
             raise self._failure(request.dataset, outcome)
         loaded = self._load_quarantine(outcome.quarantined)
         result = self._result(request.output_dataset, outcome, loaded, started, time.monotonic() - clock)
@@ -103,7 +104,7 @@ class SchemaRemediationOperator(ClaudeStageOperator):
             request.dataset, len(outcome.iterations), outcome.fixed.row_count, outcome.usage.model_calls,
             outcome.usage.cost_usd,
         )  # fmt: skip
-        return result.model_dump(mode="json")
+        return self.keep_for_lineage(context, result.model_dump(mode="json"))
 
     def _request(self, context: Context) -> RemediationRequest:
         from airflow_agent_provider.agents.fixes import check_allowed_actions
@@ -172,3 +173,12 @@ class SchemaRemediationOperator(ClaudeStageOperator):
             started_at=started,
             warnings=outcome.validation.warnings,
         )
+
+
+def _failure_record(outcome: RemediationOutcome) -> dict[str, Any]:
+    """What a failed remediation keeps for its lineage: every iteration, the usage, why it stopped."""
+    return {
+        "iterations": outcome.iterations,
+        "usage": outcome.usage.model_dump(),
+        "stopped_because": outcome.stopped_because,
+    }

@@ -88,7 +88,7 @@ class TransformOperator(ClaudeStageOperator):
             self.output_dataset,
             result.duration_s,
         )
-        return result.model_dump(mode="json")
+        return self.keep_for_lineage(context, result.model_dump(mode="json"))
 
     def _sql_writer(self, context: Context) -> SqlWriter:
         """Claude's SQL writer for described steps: reviewed plans from ``plans_folder`` first."""

@@ -94,7 +94,7 @@ class ValidateOperator(ClaudeStageOperator):
         self.log.info(
             "Validation of %s: %s (%s rows, %s issue(s))", name, result.status, ref.row_count, len(result.issues)
         )
-        output = result.model_dump(mode="json")
+        output = self.keep_for_lineage(context, result.model_dump(mode="json"))
         if self.fail_task_on_failure and not result.passed:
             context["ti"].xcom_push(key="return_value", value=output)
             summary = "; ".join(issue.summary() for issue in result.issues[:5])
