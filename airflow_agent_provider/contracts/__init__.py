@@ -27,7 +27,6 @@ from airflow_agent_provider.contracts.results import (
 from airflow_agent_provider.contracts.specs import (
     FileSource,
     HttpSource,
-    LogicalType,
     Pagination,
     QualityRule,
     Source,
@@ -37,6 +36,7 @@ from airflow_agent_provider.contracts.specs import (
     parse_sources,
     parse_transformations,
 )
+from airflow_agent_provider.contracts.types import LogicalType
 
 __all__ = [
     "CastColumn",

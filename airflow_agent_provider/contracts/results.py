@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from airflow_agent_provider.contracts.decisions import Diagnosis, RouteDecision
+from airflow_agent_provider.contracts.types import LogicalType
 
 StageName = Literal["extract", "validate", "remediate", "transform", "load", "branch", "report"]
 StageStatus = Literal["success", "pass", "fail", "error", "skipped"]
@@ -59,10 +60,18 @@ class DatasetRef(_Model):
 
     uri: str
     row_count: int
-    columns: dict[str, str] = Field(default_factory=dict, description="column name -> logical type")
+    columns: dict[str, LogicalType | None] = Field(
+        default_factory=dict, description="column name -> logical type; null for a column of NULLs only"
+    )
     checksum: str = ""
     format: Literal["parquet"] = "parquet"
     bytes: int | None = None
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _untyped_column(cls, value: Any) -> Any:
+        """Results written before 2026-12 name a column of NULLs only ``"null"``."""
+        return {k: None if v == "null" else v for k, v in value.items()} if isinstance(value, Mapping) else value
 
 
 class Issue(_Model):

@@ -12,20 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-LogicalType = Literal["integer", "float", "string", "boolean", "date", "timestamp"]
-LOGICAL_TYPES: tuple[str, ...] = ("integer", "float", "string", "boolean", "date", "timestamp")
-
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-
-
-def check_name(value: str, what: str = "name") -> str:
-    """A dataset, source or transformation name: a plain identifier, so it is safe as a path and a table."""
-    if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
-        raise ValueError(
-            f"{what} {value!r} must be a plain identifier (letters, digits and underscores, "
-            "starting with a letter or underscore, at most 63 characters)"
-        )
-    return value
+from airflow_agent_provider.contracts.identifiers import check_name
 
 
 class _Spec(BaseModel):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from airflow_agent_provider.contracts import DatasetRef
+from airflow_agent_provider.contracts.types import DUCKDB_TYPES, LOGICAL_TYPES, LogicalType, logical_type
 from airflow_agent_provider.engines import staging
 from airflow_agent_provider.engines.sqlsafe import TableName, identifier, quote, quote_list
 from airflow_agent_provider.exceptions import LoadError, SchemaConflict
@@ -25,18 +26,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-# The DuckDB type each logical type travels as.
-_DUCK_TYPES = {
-    "integer": "BIGINT",
-    "float": "DOUBLE",
-    "string": "VARCHAR",
-    "boolean": "BOOLEAN",
-    "date": "DATE",
-    "timestamp": "TIMESTAMP",
-}
-# (incoming logical type, existing column family) -> how the values get there.
-# "ok": always; "cast": when every value casts; "whole": when every float is a whole number.
-_COMPATIBLE = {
+# (incoming logical type, existing column family) -> how the values get there; None incoming is a
+# column of NULLs only. "ok": always; "cast": when every value casts; "whole": when every float is whole.
+_COMPATIBLE: dict[tuple[LogicalType | None, str], str] = {
     ("integer", "integer"): "ok",
     ("integer", "float"): "ok",
     ("float", "float"): "ok",
@@ -47,8 +39,8 @@ _COMPATIBLE = {
     ("date", "timestamp"): "ok",
     ("timestamp", "timestamp"): "ok",
     **{("string", family): "cast" for family in ("integer", "float", "boolean", "date", "timestamp")},
-    **{(logical, "string"): "ok" for logical in (*_DUCK_TYPES, "null")},
-    **{("null", family): "ok" for family in _DUCK_TYPES},
+    **{(logical, "string"): "ok" for logical in (*LOGICAL_TYPES, None)},
+    **{(None, family): "ok" for family in LOGICAL_TYPES},
 }
 
 
@@ -169,13 +161,13 @@ class Column:
 
     name: str
     source: str  # DuckDB expression reading the staged value
-    incoming: str  # logical type of the staged data
+    incoming: LogicalType | None  # logical type of the staged data (None: NULLs only)
     target: str  # logical type the target column holds
     declared: str | None  # the existing column's declared type; None when the column is new
     probe: str = "ok"
 
     def value_sql(self, wire: str | None) -> str:
-        value = f"CAST({self.source} AS {_DUCK_TYPES[self.target]})"
+        value = f"CAST({self.source} AS {DUCKDB_TYPES[self.target]})"
         return f"CAST({value} AS {wire})" if wire else value
 
     def probe_sql(self) -> str:
@@ -183,7 +175,7 @@ class Column:
         if self.probe == "whole":
             whole = f"TRY_CAST({self.source} AS BIGINT)"
             return f"{self.source} IS NOT NULL AND ({whole} IS NULL OR {self.source} <> {whole})"
-        return f"{self.source} IS NOT NULL AND TRY_CAST({self.source} AS {_DUCK_TYPES[self.target]}) IS NULL"
+        return f"{self.source} IS NOT NULL AND TRY_CAST({self.source} AS {DUCKDB_TYPES[self.target]}) IS NULL"
 
 
 @dataclass
@@ -216,8 +208,8 @@ class Staged:
             return f"timezone('UTC', {quote(name)})"
         return quote(name)
 
-    def logical(self, name: str) -> str:
-        return staging.logical_type(self.types[name])
+    def logical(self, name: str) -> LogicalType | None:
+        return logical_type(self.types[name])
 
     def refuse_bad_keys(self, key: Sequence[str], table: TableName) -> None:
         """NULL or duplicate keys would make the load ambiguous: refuse them before writing."""
@@ -261,7 +253,7 @@ def plan_columns(wh: Warehouse, staged: Staged, table: TableName, existing: dict
 
 def _column(wh: Warehouse, staged: Staged, table: TableName, name: str, declared: str | None) -> Column:
     incoming = staged.logical(name)
-    new_type = "string" if incoming == "null" else incoming
+    new_type = incoming or "string"
     if declared is None:
         return Column(name, staged.source(name), incoming, new_type, None)
     family = wh.family(declared)

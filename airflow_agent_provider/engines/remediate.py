@@ -37,7 +37,8 @@ from airflow_agent_provider.contracts import (
     RowRule,
     StageResult,
 )
-from airflow_agent_provider.contracts.specs import check_name
+from airflow_agent_provider.contracts.identifiers import check_name
+from airflow_agent_provider.contracts.types import DUCKDB_TYPES
 from airflow_agent_provider.engines import staging
 from airflow_agent_provider.engines.sqlsafe import quote_ident, sql_literal
 from airflow_agent_provider.exceptions import RemediationFailed
@@ -45,14 +46,6 @@ from airflow_agent_provider.exceptions import RemediationFailed
 if TYPE_CHECKING:
     import duckdb
 
-DUCKDB_TYPES = {
-    "integer": "BIGINT",
-    "float": "DOUBLE",
-    "string": "VARCHAR",
-    "boolean": "BOOLEAN",
-    "date": "DATE",
-    "timestamp": "TIMESTAMP",
-}
 _COMPARISONS = {"equals": "=", "not_equals": "<>", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 _FATE = "__aap_fate"
 _PIPELINE = "__aap_fixed"

@@ -33,7 +33,7 @@ from functools import reduce
 from typing import TYPE_CHECKING, Any
 
 from airflow_agent_provider.contracts import DatasetRef, StageResult, Transformation
-from airflow_agent_provider.contracts.specs import check_name
+from airflow_agent_provider.contracts.identifiers import check_name
 from airflow_agent_provider.engines import staging
 from airflow_agent_provider.engines.sqlsafe import quote_ident, sql_literal
 from airflow_agent_provider.exceptions import TransformError

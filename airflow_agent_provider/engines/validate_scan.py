@@ -18,15 +18,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_agent_provider.contracts import Issue, QualityRule
-from airflow_agent_provider.engines.staging import (
-    ProcessDuckDB,
-    connect,
-    logical_type,
-    part_files,
-    quote_ident,
-    shared_cursor,
-    sql_literal,
-)
+from airflow_agent_provider.contracts.types import logical_type
+from airflow_agent_provider.engines.sqlsafe import quote_ident, sql_literal
+from airflow_agent_provider.engines.staging import ProcessDuckDB, connect, part_files, shared_cursor
 
 if TYPE_CHECKING:
     import duckdb

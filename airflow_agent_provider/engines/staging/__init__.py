@@ -10,8 +10,9 @@ One job per module:
 - :mod:`.paths` where datasets live: the root, a run's dataset URI, part files, local or fsspec;
 - :mod:`.writer` :class:`DatasetWriter`, which folds the checksum in as it writes;
 - :mod:`.reader` scanning, describing (rows, types, checksum) and streaming a dataset;
-- :mod:`.connection` bounded in-memory DuckDBs and the process-wide one scans share;
-- :mod:`.types` DuckDB types as the logical types of ``expected_schema``.
+- :mod:`.connection` bounded in-memory DuckDBs and the process-wide one scans share.
+
+Logical types and their DuckDB types are in :mod:`airflow_agent_provider.contracts.types`.
 
 The names below are the public surface; import them from here.
 """
@@ -34,7 +35,6 @@ from airflow_agent_provider.engines.staging.reader import (
     read_frame,
     scan_sql,
 )
-from airflow_agent_provider.engines.staging.types import logical_type
 from airflow_agent_provider.engines.staging.writer import COMPRESSION, DatasetWriter
 
 __all__ = [
@@ -49,7 +49,6 @@ __all__ = [
     "default_root",
     "describe",
     "iter_batches",
-    "logical_type",
     "part_files",
     "quote_ident",
     "read_frame",

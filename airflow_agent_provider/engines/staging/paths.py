@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from airflow_agent_provider.contracts.specs import check_name
+from airflow_agent_provider.contracts.identifiers import check_name
 from airflow_agent_provider.exceptions import AgentProviderError
 
 _SEGMENT_RE = re.compile(r"[^A-Za-z0-9._-]+")
