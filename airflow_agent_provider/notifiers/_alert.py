@@ -7,10 +7,11 @@ templates on ``ds`` or ``logical_date``, so runs without a logical date are aler
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from airflow_agent_provider import redaction
 
 MAX_ISSUE_LINES = 5
 MAX_RATIONALE_CHARS = 200
@@ -24,7 +25,6 @@ _STAGE_OF_CLASS = {
     "LoadOperator": "load",
     "PipelineReportOperator": "report",
 }
-_URI_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)[^\s/@:]*(:[^\s/@]*)?@")
 
 
 @dataclass(frozen=True)
@@ -130,8 +130,8 @@ def error_text(error: Any, max_chars: int) -> str:
 
 
 def redact_secrets(text: str) -> str:
-    """Mask the user:password part of URIs and every secret Airflow's masker knows (connection passwords)."""
-    text = _URI_USERINFO.sub(lambda m: f"{m['scheme']}***@", text)
+    """``redaction.redact``, then every secret Airflow's masker knows (connection passwords)."""
+    text = redaction.redact(text)
     try:
         from airflow.sdk._shared.secrets_masker import redact
     except ImportError:  # pragma: no cover - masker moved; the URI rule above still applies
