@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_agent_provider.contracts import DatasetRef, StageResult, Transformation
 from airflow_agent_provider.contracts.identifiers import check_name
 from airflow_agent_provider.engines import staging
+from airflow_agent_provider.engines.settings import current
 from airflow_agent_provider.engines.sqlgate import check_sql
 from airflow_agent_provider.engines.sqlsafe import quote_ident, sql_literal
 from airflow_agent_provider.exceptions import TransformError, UnsafeSQL
@@ -48,8 +49,6 @@ WriteSql = Callable[[Transformation, Mapping[str, Mapping[str, str]]], str]
 
 OUTPUT_BATCH_ROWS = 500_000
 """Rows per Arrow batch when the output goes to a remote (fsspec) folder through Python."""
-MEMORY_LIMIT = "512MB"
-"""DuckDB's memory limit for a transform, unless ``AGENT_PROVIDER_DUCKDB_MEMORY`` says otherwise."""
 OUTPUT_COMPRESSION = "snappy"
 
 
@@ -59,7 +58,7 @@ def isolated_connection(inputs: Mapping[str, DatasetRef], *, writable: Sequence[
     :param inputs: dataset name -> staged dataset; each becomes a view named after the dataset.
     :param writable: local folders this module writes with ``COPY`` (the output, kept steps).
     """
-    con = staging.connect(memory_limit=os.environ.get("AGENT_PROVIDER_DUCKDB_MEMORY") or MEMORY_LIMIT)
+    con = staging.connect(memory_limit=current().transform_memory)
     try:
         folders = {os.path.abspath(folder) for folder in writable}  # DuckDB adds its spill folder itself
         for name, ref in inputs.items():

@@ -12,12 +12,12 @@ from their hook points; they read ``model``, ``claude_conn_id``, ``plans_folder`
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from airflow_agent_provider import settings
 from airflow_agent_provider.agents.calls import Budget, CallPolicy
 from airflow_agent_provider.agents.models import MAX_OUTPUT_TOKENS, JudgmentPoint, resolve_model
 from airflow_agent_provider.agents.plans import PlanCache
@@ -123,12 +123,9 @@ def diagnose_result(operator: Any, result: StageResult, context: Mapping[str, An
 
 
 def plans_folder(operator: Any = None) -> Path:
-    """``operator.plans_folder``, else ``$AGENT_PROVIDER_HOME/plans``, else ``$AIRFLOW_HOME/plans``."""
+    """``operator.plans_folder``, else the ``[agent_provider] plans_folder`` setting."""
     configured = getattr(operator, "plans_folder", None)
-    if configured:
-        return Path(configured)
-    home = os.environ.get("AGENT_PROVIDER_HOME") or os.environ.get("AIRFLOW_HOME") or "~/airflow"
-    return Path(home).expanduser() / "plans"
+    return Path(configured) if configured else settings.plans_folder()
 
 
 def sql_writer(operator: Any, context: Mapping[str, Any]) -> SqlWriter:

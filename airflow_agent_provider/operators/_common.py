@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+from airflow_agent_provider import settings
 from airflow_agent_provider.contracts import DatasetRef, StageResult, Usage, parse_upstream
 from airflow_agent_provider.engines import staging
 
@@ -29,18 +30,11 @@ class RunScope:
     def dataset_uri(self, root: str | None, dataset: str) -> str:
         index = self.map_index if self.map_index >= 0 else None
         return staging.stage_uri(
-            root or configured_staging_root(), self.dag_id, self.run_id, self.task_id, dataset, map_index=index
+            root or settings.staging_root(), self.dag_id, self.run_id, self.task_id, dataset, map_index=index
         )
 
     def uri_factory(self, root: str | None) -> Callable[[str], str]:
         return lambda dataset: self.dataset_uri(root, dataset)
-
-
-def configured_staging_root() -> str:
-    """``[agent_provider] staging_root`` from the Airflow config, else ``staging.default_root()``."""
-    from airflow.sdk import conf
-
-    return conf.get("agent_provider", "staging_root", fallback=None) or staging.default_root()
 
 
 def run_scope(context: Mapping[str, Any]) -> RunScope:

@@ -66,7 +66,9 @@ class ExtractOperator(BaseOperator):
         from airflow_agent_provider.contracts import parse_sources
         from airflow_agent_provider.engines.extract import extract_sources
         from airflow_agent_provider.operators import _common
+        from airflow_agent_provider.settings import configure_engines
 
+        configure_engines()
         scope, started = _common.run_scope(context), datetime.now(timezone.utc)
         engines = _Engines()
         with stage_errors(self.task_id), engines:

@@ -65,7 +65,9 @@ class LoadOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_agent_provider.engines.load import load_dataset
         from airflow_agent_provider.operators import _common
+        from airflow_agent_provider.settings import configure_engines
 
+        configure_engines()
         with stage_errors(self.task_id):
             name, ref = _common.find_dataset(_common.upstream_results(self.upstream), self.dataset)
             engine = _common.sql_engine(self.conn_id)

@@ -104,7 +104,9 @@ class QuarantineOperator(BaseOperator):
         from airflow_agent_provider.contracts import parse_quality_rules
         from airflow_agent_provider.engines.quarantine import quarantine_dataset
         from airflow_agent_provider.operators import _common
+        from airflow_agent_provider.settings import configure_engines
 
+        configure_engines()
         with stage_errors(self.task_id):
             results = _common.upstream_results(self.validation)
             name, _ = _common.find_dataset(results, self.dataset)

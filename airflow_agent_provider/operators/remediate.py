@@ -113,7 +113,9 @@ class SchemaRemediationOperator(BaseOperator):
         from airflow_agent_provider.agents.remediation import remediate
         from airflow_agent_provider.operators._claude import Claude, run_budget
         from airflow_agent_provider.operators.errors import stage_errors
+        from airflow_agent_provider.settings import configure_engines
 
+        configure_engines()
         started, clock = datetime.now(timezone.utc), time.monotonic()
         with stage_errors(self.task_id):
             task = self._task(context)

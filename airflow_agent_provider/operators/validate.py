@@ -78,7 +78,9 @@ class ValidateOperator(BaseOperator):
         from airflow_agent_provider.contracts import parse_quality_rules
         from airflow_agent_provider.engines.validate import validate_dataset
         from airflow_agent_provider.operators import _common
+        from airflow_agent_provider.settings import configure_engines
 
+        configure_engines()
         with stage_errors(self.task_id):
             name, ref = _common.find_dataset(_common.upstream_results(self.upstream), self.dataset)
             result = validate_dataset(

@@ -20,9 +20,7 @@ The names below are the public surface; import them from here.
 from airflow_agent_provider.engines.sqlsafe import quote_ident, sql_literal
 from airflow_agent_provider.engines.staging.connection import ProcessDuckDB, connect, shared_cursor
 from airflow_agent_provider.engines.staging.paths import (
-    DEFAULT_STAGING_ENV,
     StagingError,
-    default_root,
     part_files,
     safe_segment,
     stage_uri,
@@ -39,14 +37,12 @@ from airflow_agent_provider.engines.staging.writer import COMPRESSION, DatasetWr
 
 __all__ = [
     "COMPRESSION",
-    "DEFAULT_STAGING_ENV",
     "DatasetWriter",
     "ProcessDuckDB",
     "StagingError",
     "checksum_sql",
     "columns_of",
     "connect",
-    "default_root",
     "describe",
     "iter_batches",
     "part_files",

@@ -7,7 +7,6 @@ part files are cached in a local temp folder for reading.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import tempfile
 from pathlib import Path
@@ -17,7 +16,6 @@ from airflow_agent_provider.contracts.identifiers import check_name
 from airflow_agent_provider.exceptions import AgentProviderError
 
 _SEGMENT_RE = re.compile(r"[^A-Za-z0-9._-]+")
-DEFAULT_STAGING_ENV = "AGENT_PROVIDER_STAGING_ROOT"
 
 
 class StagingError(AgentProviderError):
@@ -31,15 +29,6 @@ def safe_segment(value: str) -> str:
         return value
     digest = hashlib.sha256(str(value).encode()).hexdigest()[:8]
     return f"{cleaned[:80]}-{digest}"
-
-
-def default_root() -> str:
-    """The staging root: ``$AGENT_PROVIDER_STAGING_ROOT``, else ``$AIRFLOW_HOME/staging``."""
-    root = os.environ.get(DEFAULT_STAGING_ENV)
-    if root:
-        return root
-    home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
-    return os.path.join(home, "staging")
 
 
 def is_local(uri: str) -> bool:
