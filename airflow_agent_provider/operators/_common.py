@@ -97,6 +97,23 @@ def sql_engine(conn_id: str) -> Engine:
     return psycopg2_engine(get_engine())  # PostgreSQL over psycopg2: the COPY fast paths
 
 
+def load_quarantined(
+    conn_id: str, tables: Mapping[str, DatasetRef], key: Sequence[str] | None = None
+) -> dict[str, int]:
+    """Write quarantined rows to their tables through ``conn_id``, upserted by ``key`` else inserted; rows per table."""
+    from airflow_agent_provider.engines.load import load_dataset
+
+    engine = sql_engine(conn_id)
+    try:
+        for table, ref in tables.items():
+            load_dataset(
+                ref, engine=engine, target_table=table, load_strategy="upsert" if key else "insert", upsert_key=key
+            )
+    finally:
+        engine.dispose()
+    return {table: ref.row_count for table, ref in tables.items()}
+
+
 def usage_so_far(context: Mapping[str, Any]) -> Usage:
     """Model usage already spent in this run, summed from every task's stage result and decision."""
     ti, dag = context["ti"], context.get("dag")

@@ -171,15 +171,10 @@ class SchemaRemediationOperator(BaseOperator):
         """Insert quarantined rows into ``quarantine_conn_id`` (table = target); {} when it is not set."""
         if not self.quarantine_conn_id or not quarantined:
             return {}
-        from airflow_agent_provider.engines.load import load_dataset
-        from airflow_agent_provider.operators._common import sql_engine
+        from airflow_agent_provider.operators._common import load_quarantined
 
-        engine = sql_engine(self.quarantine_conn_id)
-        loaded = {}
-        for target, ref in quarantined.items():
-            load_dataset(ref, engine=engine, target_table=target, load_strategy="insert")
-            loaded[target] = ref.row_count
-            self.log.info("Quarantined %d row(s) into %s (%s)", ref.row_count, target, self.quarantine_conn_id)
+        loaded = load_quarantined(self.quarantine_conn_id, quarantined)
+        self.log.info("Quarantined rows into %s: %s", self.quarantine_conn_id, loaded)
         return loaded
 
     def _result(
