@@ -12,7 +12,12 @@ from airflow_agent_provider.contracts.decisions import Diagnosis, RouteDecision
 from airflow_agent_provider.contracts.types import LogicalType
 
 StageName = Literal["extract", "validate", "remediate", "transform", "load", "branch", "report"]
-StageStatus = Literal["success", "pass", "fail", "error", "skipped"]
+StageStatus = Literal["success", "pass", "fail"]
+"""One meaning per value. ``success``: a stage that does work (extract, transform, load, applying a fix
+plan) did it. ``pass`` / ``fail``: a stage that checks data (validate; quarantine and schema
+remediation, which end by validating again) found it passing / failing. A stage that could not run
+raises instead of returning a status. ``StageResult.passed`` is true for ``success`` and ``pass``.
+(``error`` and ``skipped`` were listed once, but no stage ever returned them, so no stored result holds them.)"""
 
 MAX_SAMPLE_VALUES = 5
 MAX_SAMPLE_CHARS = 120
@@ -126,7 +131,8 @@ class StageResult(_Model):
 
     @property
     def passed(self) -> bool:
-        return self.status in ("success", "pass")
+        """The stage did its work (``success``) or its data passed the checks (``pass``)."""
+        return self.status != "fail"
 
     def dataset(self, name: str | None = None) -> DatasetRef:
         """The named dataset, or the only one when no name is given."""

@@ -31,7 +31,10 @@ class _SourceBase(_Spec):
 
 
 class SqlSource(_SourceBase):
-    """Rows from a SQL query through an Airflow connection (templated with the data interval)."""
+    """Rows from a SQL query through an Airflow connection (templated with the data interval).
+
+    ``type`` is ``sql``, or ``database``: the name the seed articles use, kept so their examples run.
+    """
 
     type: Literal["sql", "database"]
     conn_id: str
@@ -54,7 +57,10 @@ class Pagination(_Spec):
 
 
 class HttpSource(_SourceBase):
-    """Records from a JSON API through an Airflow HTTP connection."""
+    """Records from a JSON API through an Airflow HTTP connection.
+
+    ``type`` is ``http``, or ``api``: the name the seed articles use, kept so their examples run.
+    """
 
     type: Literal["http", "api"]
     conn_id: str = "http_default"

@@ -34,8 +34,9 @@ class ExtractOperator(BaseOperator):
 
     :param sources: list of source dicts, each with ``name`` and ``type``: ``sql`` (``conn_id``, ``query``,
         ``parameters``), ``http`` (``conn_id``, ``endpoint``, ``params``, ``headers``, ``pagination``,
-        ``records_path``) or ``file`` (``path``, ``format``: csv, parquet, json or jsonl). Templated as a
-        whole, so queries, paths and params can use the data interval.
+        ``records_path``) or ``file`` (``path``, ``format``: csv, parquet, json or jsonl); ``database`` and
+        ``api`` (the seed articles' names) mean ``sql`` and ``http``. Templated as a whole, so queries, paths
+        and params can use the data interval.
     :param expected_row_count_min: a source with fewer rows fails the task (a source may override it).
     :param max_workers: how many sources are extracted at the same time.
     :param staging_root: where staged data goes (default ``[agent_provider] staging_root``,
