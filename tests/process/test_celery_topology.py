@@ -24,19 +24,15 @@ from tests.process._airflow import (
     HAPPY_PATH,
     REFERENCE_DAG,
     AirflowApi,
-    clean_env,
     elapsed,
     fresh_pg_database,
+    fresh_workdir,
     wait_healthy,
 )
-from tests.process._procs import ROOT, Proc, free_port, stop_all, wait_until
-from tests.process.conftest import fresh_workdir
+from tests.process._celery import REDIS_URL, celery_env, start_components, start_users_api
+from tests.process._procs import ROOT, Proc, free_port, stop_all
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
-
-REDIS_DB = 11
-REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
-SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 
 
 @dataclass
@@ -58,42 +54,6 @@ def _flush_broker_db() -> None:
         client.close()
 
 
-def _env(work: Path, port: int, metadata_url: str, warehouse_url: str, queue: str) -> dict[str, str]:
-    base_url = f"http://127.0.0.1:{port}"
-    sample = work / "sample"
-    return clean_env(
-        AIRFLOW_HOME=str(work / "home"),
-        AIRFLOW__CORE__EXECUTOR="CeleryExecutor",
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=metadata_url,
-        AIRFLOW__CELERY__BROKER_URL=REDIS_URL,
-        AIRFLOW__CELERY__RESULT_BACKEND="db+" + metadata_url.replace("+psycopg2", ""),
-        AIRFLOW__CELERY__WORKER_CONCURRENCY="2",
-        AIRFLOW__OPERATORS__DEFAULT_QUEUE=queue,
-        AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__CORE__PARALLELISM="4",
-        AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="True",
-        AIRFLOW__CORE__AUTH_MANAGER=SIMPLE_AUTH_MANAGER,
-        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin",
-        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(work / "home" / "passwords.json"),
-        AIRFLOW__API__HOST="127.0.0.1",
-        AIRFLOW__API__PORT=str(port),
-        AIRFLOW__API__WORKERS="1",
-        AIRFLOW__API__BASE_URL=base_url,
-        AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"{base_url}/execution/",
-        AIRFLOW__API_AUTH__JWT_SECRET=secrets.token_urlsafe(32),
-        AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="1",
-        AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE="False",
-        AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
-        AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="60",
-        AGENT_PROVIDER_STAGING_ROOT=str(work / "staging"),
-        AIRFLOW_VAR_AGENT_SAMPLE_DIR=str(sample),
-        AIRFLOW_VAR_AGENT_REPORTS_DIR=str(work / "reports"),
-        AIRFLOW_CONN_AGENT_SOURCES_DB=f"sqlite:///{sample}/events.db",
-        AIRFLOW_CONN_AGENT_WAREHOUSE=warehouse_url.replace("postgresql+psycopg2://", "postgres://"),
-    )
-
-
 def _prepare(work: Path, env: dict[str, str]) -> None:
     """Migrate the metadata DB, seed the admin password, generate two days of sample sources."""
     import subprocess
@@ -107,53 +67,6 @@ def _prepare(work: Path, env: dict[str, str]) -> None:
         assert done.returncode == 0, f"{argv}: {done.stderr[-2000:]}"
 
 
-def _start_users_api(work: Path, env: dict[str, str]) -> Proc:
-    port_file = work / "users_api.port"
-    proc = Proc(
-        "users-api",
-        [
-            sys.executable,
-            "scripts/demo_http_server.py",
-            "--data",
-            str(work / "sample/users.json"),
-            "--port-file",
-            str(port_file),
-        ],
-        env,
-        work / "logs",
-    )
-    wait_until(lambda: port_file.exists() and port_file.read_text().strip(), 20, "the users API")
-    env["AIRFLOW_CONN_AGENT_USERS_API"] = json.dumps(
-        {"conn_type": "http", "host": "127.0.0.1", "port": int(port_file.read_text())}
-    )
-    return proc
-
-
-def _start_components(work: Path, env: dict[str, str], port: int, queue: str) -> dict[str, Proc]:
-    logs = work / "logs"
-    worker = [
-        "airflow",
-        "celery",
-        "worker",
-        "--skip-serve-logs",
-        "--concurrency",
-        "2",
-        "--queues",
-        queue,
-        "--celery-hostname",
-        f"aap-worker-{queue}@%h",
-        "--without-gossip",
-        "--without-mingle",
-    ]
-    commands = {
-        "api-server": ["airflow", "api-server", "--host", "127.0.0.1", "--port", str(port)],
-        "scheduler": ["airflow", "scheduler", "--skip-serve-logs"],
-        "dag-processor": ["airflow", "dag-processor"],
-        "celery-worker": worker,
-    }
-    return {name: Proc(name, argv, env, logs) for name, argv in commands.items()}
-
-
 @pytest.fixture(scope="module")
 def celery_topology() -> Iterator[CeleryTopology]:
     work = fresh_workdir("celery-topology")
@@ -161,13 +74,13 @@ def celery_topology() -> Iterator[CeleryTopology]:
     _flush_broker_db()
     with fresh_pg_database("aap_celery_meta") as metadata_url, fresh_pg_database("aap_celery_dw") as warehouse_url:
         port = free_port()
-        env = _env(work, port, metadata_url, warehouse_url, queue)
+        env = celery_env(work, port, metadata_url, warehouse_url, queue)
         env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
         started = time.monotonic()
         _prepare(work, env)
-        procs = {"users-api": _start_users_api(work, env)}
+        procs = {"users-api": start_users_api(work, env)}
         try:
-            procs.update(_start_components(work, env, port, queue))
+            procs.update(start_components(work, env, port, queue))
             wait_healthy(f"http://127.0.0.1:{port}", 180, alive=lambda: all(p.alive() for p in procs.values()))
             print(f"Celery topology ready in {elapsed(started)}")
             yield CeleryTopology(f"http://127.0.0.1:{port}", warehouse_url, queue, procs, time.monotonic() - started)
