@@ -110,19 +110,11 @@ def _run(
     try:
         con.execute(f"CREATE TEMP VIEW {_PIPELINE} AS {pipeline.sql()}")
         metrics = pipeline.metrics()
-        fixed = _stage(con, pipeline.kept_sql(), output_uri)
-        quarantined = {target: _stage(con, sql, quarantine_uri(target)) for target, sql in pipeline.quarantine_sql()}
+        fixed = staging.write_query(con, pipeline.kept_sql(), output_uri)
+        quarantined = {t: staging.write_query(con, sql, quarantine_uri(t)) for t, sql in pipeline.quarantine_sql()}
     except duckdb.Error as err:
         raise RemediationFailed(f"applying the fix plan failed: {type(err).__name__}: {err}") from err
     return metrics, fixed, quarantined
-
-
-def _stage(con: duckdb.DuckDBPyConnection, sql: str, uri: str) -> DatasetRef:
-    reader = con.sql(sql).to_arrow_reader(500_000)
-    writer = staging.DatasetWriter(uri)
-    for batch in reader:
-        writer.write(batch)
-    return writer.finish(reader.schema)
 
 
 class _Pipeline:

@@ -38,6 +38,7 @@ from airflow_agent_provider.engines import staging
 from airflow_agent_provider.engines.settings import current
 from airflow_agent_provider.engines.sqlgate import check_sql
 from airflow_agent_provider.engines.sqlsafe import quote_ident, sql_literal
+from airflow_agent_provider.engines.staging.writer import COMPRESSION
 from airflow_agent_provider.exceptions import TransformError, UnsafeSQL
 
 if TYPE_CHECKING:
@@ -46,10 +47,6 @@ if TYPE_CHECKING:
 
 WriteSql = Callable[[Transformation, Mapping[str, Mapping[str, str]]], str]
 """(transformation, {table: {column: DuckDB type}}) -> SQL; the Claude layer's ``agents.SqlWriter`` is one."""
-
-OUTPUT_BATCH_ROWS = 500_000
-"""Rows per Arrow batch when the output goes to a remote (fsspec) folder through Python."""
-OUTPUT_COMPRESSION = "snappy"
 
 
 def isolated_connection(inputs: Mapping[str, DatasetRef], *, writable: Sequence[str] = ()) -> duckdb.DuckDBPyConnection:
@@ -298,7 +295,10 @@ class _Run:
     def _write(self, name: str, uri: str) -> DatasetRef:
         clock, folder = time.monotonic(), _local_folder(uri)
         try:
-            ref = self._copy(name, folder, uri) if folder else self._stream(name, uri)
+            if folder:
+                ref = self._copy(name, folder, uri)
+            else:  # a remote folder: Arrow batches through fsspec
+                ref = staging.write_query(self.con, self._output_query(name), uri)
         except Exception as err:
             raise TransformError(name, _cause(err)) from err
         self.log(f"staged {name}: {ref.row_count} rows at {uri} in {time.monotonic() - clock:.3f}s")
@@ -309,7 +309,7 @@ class _Run:
         shutil.rmtree(folder, ignore_errors=True)
         os.makedirs(folder)
         target = sql_literal(f"{folder}/part-00000.parquet")
-        options = f"FORMAT parquet, COMPRESSION {OUTPUT_COMPRESSION}"
+        options = f"FORMAT parquet, COMPRESSION {COMPRESSION}"
         self.con.execute(f"COPY ({self._output_query(name)}) TO {target} ({options})").fetchall()
         return staging.describe(uri)
 
@@ -319,14 +319,6 @@ class _Run:
         wide = [column for column, kind in staging.columns_of(self.con, table).items() if kind == "HUGEINT"]
         replace = ", ".join(f"CAST({quote_ident(c)} AS DECIMAL(38, 0)) AS {quote_ident(c)}" for c in wide)
         return f"SELECT * REPLACE ({replace}) FROM {table}" if wide else f"SELECT * FROM {table}"
-
-    def _stream(self, name: str, uri: str) -> DatasetRef:
-        """A remote folder: Arrow batches through ``staging.DatasetWriter`` (fsspec)."""
-        reader = self.con.sql(self._output_query(name)).to_arrow_reader(OUTPUT_BATCH_ROWS)
-        writer = staging.DatasetWriter(uri)
-        for batch in reader:
-            writer.write(batch)
-        return writer.finish(reader.schema)
 
 
 def _references(query: str, views: Mapping[str, str]) -> dict[str, int]:

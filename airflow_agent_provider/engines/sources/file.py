@@ -23,7 +23,8 @@ from typing import Any
 
 from airflow_agent_provider.contracts import FileSource
 from airflow_agent_provider.engines.sources import Cancelled, Sink, first_line, rechunk
-from airflow_agent_provider.engines.staging import connect, shared_cursor, sql_literal
+from airflow_agent_provider.engines.sqlsafe import sql_literal
+from airflow_agent_provider.engines.staging import connect, shared_cursor
 from airflow_agent_provider.exceptions import SourceError
 from airflow_agent_provider.redaction import redact
 

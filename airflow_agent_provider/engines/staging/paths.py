@@ -1,4 +1,4 @@
-"""Where staged datasets live: the staging root, a run's dataset URI, and its part files.
+"""Where staged datasets live: a run's dataset URI under the staging root, and its part files.
 
 Local folders (or ``file://``) are used in place; any other URI goes through fsspec, and its
 part files are cached in a local temp folder for reading.
