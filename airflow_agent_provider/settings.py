@@ -13,35 +13,31 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from airflow_agent_provider.engines import settings as engines
 
 SECTION = "agent_provider"
 
 
-def _airflow_home() -> str:
-    return os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
+def _home(variable: str = "AIRFLOW_HOME") -> str:
+    return os.environ.get(variable) or os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
 
 
-@dataclass(frozen=True)
-class Option:
-    """How one option is found when ``[agent_provider]`` does not set it."""
+class Option(NamedTuple):
+    """How one option is found when ``[agent_provider]`` does not set it: ``env``, then ``default()``."""
 
+    env: str | None
     default: Callable[[], str]
-    env: str | None = None
-    """The environment variable read before the default."""
 
 
 OPTIONS: dict[str, Option] = {
-    "staging_root": Option(lambda: os.path.join(_airflow_home(), "staging"), env="AGENT_PROVIDER_STAGING_ROOT"),
-    "plans_folder": Option(lambda: os.path.join(os.environ.get("AGENT_PROVIDER_HOME") or _airflow_home(), "plans")),
-    "duckdb_memory": Option(lambda: engines.EngineSettings.duckdb_memory, env="AGENT_PROVIDER_DUCKDB_MEMORY"),
-    "transform_duckdb_memory": Option(
-        lambda: engines.EngineSettings.transform_memory, env="AGENT_PROVIDER_DUCKDB_MEMORY"
-    ),
-    "duckdb_spill_folder": Option(lambda: engines.EngineSettings.spill_folder),
+    "staging_root": Option("AGENT_PROVIDER_STAGING_ROOT", lambda: os.path.join(_home(), "staging")),
+    "plans_folder": Option(None, lambda: os.path.join(_home("AGENT_PROVIDER_HOME"), "plans")),
+    "duckdb_memory": Option("AGENT_PROVIDER_DUCKDB_MEMORY", lambda: engines.EngineSettings.duckdb_memory),
+    "transform_duckdb_memory": Option("AGENT_PROVIDER_DUCKDB_MEMORY", lambda: engines.EngineSettings.transform_memory),
+    "duckdb_spill_folder": Option(None, lambda: engines.EngineSettings.spill_folder),
 }
 
 
@@ -49,9 +45,8 @@ def get(option: str) -> str:
     """The value of ``[agent_provider] <option>``, else of its environment variable, else its default."""
     from airflow.sdk import conf
 
-    found = OPTIONS[option]
-    configured = conf.get(SECTION, option, fallback=None)
-    return str(configured or (found.env and os.environ.get(found.env)) or found.default())
+    env, default = OPTIONS[option]
+    return str(conf.get(SECTION, option, fallback=None) or (env and os.environ.get(env)) or default())
 
 
 def staging_root() -> str:
