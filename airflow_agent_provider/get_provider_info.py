@@ -1,5 +1,8 @@
 # Read by Airflow's provider discovery through the ``apache_airflow_provider`` entry point.
 # One dict literal and no imports: a broken provider info breaks every Airflow process.
+# Options registered here are read in airflow_agent_provider/settings.py. Their "default" stays None
+# because Airflow would answer a registered default before the environment variables an option
+# falls back to; each description names the value used when nothing is set.
 
 
 def get_provider_info() -> dict:
@@ -59,6 +62,48 @@ def get_provider_info() -> dict:
                         "type": "string",
                         "example": "keep",
                         "default": "delete_on_success",
+                    },
+                    "plans_folder": {
+                        "description": (
+                            "Where SQL written by Claude from a transformation's description is kept as "
+                            "reviewable plan files. Empty means $AGENT_PROVIDER_HOME/plans, else "
+                            "$AIRFLOW_HOME/plans. An operator's plans_folder argument wins over this setting."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "/opt/airflow/dags/plans",
+                        "default": None,
+                    },
+                    "duckdb_memory": {
+                        "description": (
+                            "DuckDB's memory limit in a task for extract, validate, load and fixes; beyond it "
+                            "DuckDB spills to duckdb_spill_folder. Empty means $AGENT_PROVIDER_DUCKDB_MEMORY, "
+                            "else 1GB."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "4GB",
+                        "default": None,
+                    },
+                    "transform_duckdb_memory": {
+                        "description": (
+                            "DuckDB's memory limit of a transform's isolated database. Empty means "
+                            "$AGENT_PROVIDER_DUCKDB_MEMORY, else 512MB."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "2GB",
+                        "default": None,
+                    },
+                    "duckdb_spill_folder": {
+                        "description": (
+                            "Where DuckDB writes what does not fit in its memory limit. Empty means "
+                            "agent_provider_duckdb in the temp directory ($TMPDIR)."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "/mnt/scratch/duckdb",
+                        "default": None,
                     },
                 },
             }

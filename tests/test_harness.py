@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import run_dag, task_states, xcom
+from tests.support.dags import run_dag, task_states, xcom
 
 
 @pytest.mark.airflow

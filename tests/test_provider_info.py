@@ -74,10 +74,10 @@ class TestProviderInfo:
             assert isinstance(getattr(importlib.import_module(module), attr), type), dotted
 
     def test_staging_root_option_is_honoured(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        from airflow_agent_provider.operators._common import configured_staging_root
+        from airflow_agent_provider import settings
 
         monkeypatch.setenv("AIRFLOW__AGENT_PROVIDER__STAGING_ROOT", "/srv/airflow-staging")
-        assert configured_staging_root() == "/srv/airflow-staging"
+        assert settings.staging_root() == "/srv/airflow-staging"
 
 
 class TestAirflowCli:

@@ -1,18 +1,14 @@
-"""SQL from a description: written by Claude once, checked with sqlglot, cached as a reviewable file.
+"""SQL from a description: written by Claude once, checked, cached as a reviewable file.
 
-``check_sql`` is the gate every generated (or cached, possibly hand-edited) query passes before it
-runs: exactly one read-only query (SELECT, WITH, UNION/INTERSECT/EXCEPT) in DuckDB's dialect whose
-table references are only the staged tables and its own CTEs, with no table functions, no
-file/network/settings functions and no DDL, DML, COPY, ATTACH, PRAGMA, SET, INSTALL, LOAD, CALL.
-The transform engine runs it in an isolated DuckDB besides (external access off), so this is the
-first of two locks.
+Every generated (or cached, possibly hand-edited) query passes ``engines.sqlgate.check_sql``, the
+gate a person's SQL passes too, before it is cached or returned; the transform engine checks it
+again and runs it in an isolated DuckDB (external access off).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,93 +16,13 @@ from airflow_agent_provider.agents.claude import Claude
 from airflow_agent_provider.agents.plans import PlanCache
 from airflow_agent_provider.agents.prompts import MAX_DESCRIPTION_CHARS, SQL_SYSTEM, clip, data_block
 from airflow_agent_provider.contracts import Transformation, Usage
-from airflow_agent_provider.exceptions import ModelCallError, UnsafeSQL
-
-if TYPE_CHECKING:
-    from sqlglot import exp
+from airflow_agent_provider.engines.sqlgate import check_sql
+from airflow_agent_provider.exceptions import ModelCallError
 
 log = logging.getLogger(__name__)
 
 Schemas = Mapping[str, Mapping[str, str]]
 """table -> {column: type}"""
-
-_FORBIDDEN_NODES = (
-    "Create", "Drop", "Insert", "Update", "Delete", "Merge", "Alter", "TruncateTable", "Copy", "Attach",
-    "Detach", "Install", "Pragma", "Set", "Command", "Use", "Into", "Describe", "Summarize", "Show",
-    "Transaction", "Commit", "Rollback", "LoadData", "Export", "Cache", "Uncache", "Refresh", "Grant",
-    "Revoke", "Analyze", "Kill",
-)  # fmt: skip
-_FORBIDDEN_FUNCTIONS = frozenset(
-    {
-        "glob", "query", "query_table", "getenv", "current_setting", "sniff_csv", "st_read",
-        "http_get", "http_post", "load_extension", "which_secret", "parquet_metadata", "parquet_schema",
-        "parquet_file_metadata", "parquet_kv_metadata", "iceberg_metadata", "iceberg_snapshots",
-    }
-)  # fmt: skip
-_FORBIDDEN_PREFIXES = ("read_", "duckdb_", "pragma_")
-_FORBIDDEN_SUFFIXES = ("_scan", "_query", "_attach")
-
-
-def check_sql(sql: str, allowed_tables: Iterable[str]) -> str:
-    """The query, stripped of a trailing semicolon, when it is safe to run; else ``UnsafeSQL`` naming why.
-
-    :param sql: the query to check (DuckDB dialect).
-    :param allowed_tables: the staged tables it may read (case-insensitive).
-    """
-    import sqlglot
-    from sqlglot import exp
-    from sqlglot.errors import ParseError
-
-    text = (sql or "").strip().rstrip(";").strip()
-    if not text:
-        raise UnsafeSQL("the SQL is empty")
-    try:
-        statements = [s for s in sqlglot.parse(text, read="duckdb") if s is not None]
-    except ParseError as err:
-        raise UnsafeSQL(f"the SQL does not parse as DuckDB: {str(err).splitlines()[0]}") from err
-    if len(statements) != 1:
-        raise UnsafeSQL(f"expected exactly one statement, found {len(statements)}")
-    root = statements[0]
-    if not isinstance(root, exp.Select | exp.SetOperation | exp.Subquery):
-        raise UnsafeSQL(f"only a SELECT query may run, not {root.key.upper()}")
-    _check_nodes(root)
-    _check_tables(root, {t.lower() for t in allowed_tables})
-    return text
-
-
-def _check_nodes(root: exp.Expression) -> None:
-    from sqlglot import exp
-
-    forbidden = tuple(getattr(exp, name) for name in _FORBIDDEN_NODES if hasattr(exp, name))
-    for node in root.walk():
-        if isinstance(node, forbidden):
-            raise UnsafeSQL(f"{node.key.upper()} is not allowed in a transformation query")
-        if isinstance(node, exp.Func) and _forbidden_function(_function_name(node)):
-            raise UnsafeSQL(f"function {_function_name(node)}() reads files, settings or other databases")
-
-
-def _function_name(node: exp.Func) -> str:
-    from sqlglot import exp
-
-    return (node.name if isinstance(node, exp.Anonymous) else node.sql_name()).lower()
-
-
-def _forbidden_function(name: str) -> bool:
-    return name in _FORBIDDEN_FUNCTIONS or name.startswith(_FORBIDDEN_PREFIXES) or name.endswith(_FORBIDDEN_SUFFIXES)
-
-
-def _check_tables(root: exp.Expression, allowed: set[str]) -> None:
-    from sqlglot import exp
-
-    ctes = {cte.alias_or_name.lower() for cte in root.find_all(exp.CTE)}
-    for table in root.find_all(exp.Table):
-        if not isinstance(table.this, exp.Identifier):
-            raise UnsafeSQL(f"table function {table.this.sql(dialect='duckdb')[:60]} is not allowed")
-        if table.args.get("db") or table.args.get("catalog"):
-            raise UnsafeSQL(f"qualified table {table.sql(dialect='duckdb')!r} is not allowed; use the staged tables")
-        if table.name.lower() not in allowed | ctes:
-            known = ", ".join(sorted(allowed)) or "none"
-            raise UnsafeSQL(f"table {table.name!r} is not one of the staged tables ({known})")
 
 
 class SqlAnswer(BaseModel):

@@ -28,7 +28,6 @@ from airflow_agent_provider.contracts.results import (
 from airflow_agent_provider.contracts.specs import (
     FileSource,
     HttpSource,
-    LogicalType,
     Pagination,
     QualityRule,
     Source,
@@ -38,6 +37,7 @@ from airflow_agent_provider.contracts.specs import (
     parse_sources,
     parse_transformations,
 )
+from airflow_agent_provider.contracts.types import LogicalType
 from airflow_agent_provider.contracts.usage import Usage
 
 __all__ = [

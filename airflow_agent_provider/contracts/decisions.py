@@ -5,24 +5,13 @@ Model answers are validated against these models; anything else is off-contract.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from airflow_agent_provider.contracts.specs import LogicalType
+from airflow_agent_provider.contracts.identifiers import Identifier
+from airflow_agent_provider.contracts.types import LogicalType
 from airflow_agent_provider.contracts.usage import Usage
-
-NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-
-
-def _identifier(value: str) -> str:
-    if not NAME_RE.fullmatch(value):
-        raise ValueError(f"{value!r} is not a plain identifier (letters, digits, underscore; max 63)")
-    return value
-
-
-Identifier = Annotated[str, Field(pattern=NAME_RE.pattern, max_length=63)]
 
 
 class _Answer(BaseModel):

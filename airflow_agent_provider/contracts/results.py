@@ -9,10 +9,16 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from airflow_agent_provider.contracts.decisions import Diagnosis, RouteDecision
+from airflow_agent_provider.contracts.types import LogicalType
 from airflow_agent_provider.contracts.usage import Usage
 
 StageName = Literal["extract", "validate", "remediate", "quarantine", "transform", "load", "branch", "report"]
-StageStatus = Literal["success", "pass", "fail", "error", "skipped"]
+StageStatus = Literal["success", "pass", "fail"]
+"""One meaning per value. ``success``: a stage that does work (extract, transform, load, applying a fix
+plan) did it. ``pass`` / ``fail``: a stage that checks data (validate; quarantine and schema
+remediation, which end by validating again) found it passing / failing. A stage that could not run
+raises instead of returning a status. ``StageResult.passed`` is true for ``success`` and ``pass``.
+(``error`` and ``skipped`` were listed once, but no stage ever returned them, so no stored result holds them.)"""
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -44,13 +50,21 @@ class DatasetRef(_Model):
 
     uri: str
     row_count: int
-    columns: dict[str, str] = Field(default_factory=dict, description="column name -> logical type")
+    columns: dict[str, LogicalType | None] = Field(
+        default_factory=dict, description="column name -> logical type; null for a column of NULLs only"
+    )
     checksum: str = ""
     format: Literal["parquet"] = "parquet"
     bytes: int | None = None
     origins: list[DatasetOrigin] = Field(
         default_factory=list, description="the source datasets the rows came from (set by extract when lineage is on)"
     )
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _untyped_column(cls, value: Any) -> Any:
+        """Results written before 2026-12 name a column of NULLs only ``"null"``."""
+        return {k: None if v == "null" else v for k, v in value.items()} if isinstance(value, Mapping) else value
 
 
 class Issue(_Model):
@@ -105,7 +119,8 @@ class StageResult(_Model):
 
     @property
     def passed(self) -> bool:
-        return self.status in ("success", "pass")
+        """The stage did its work (``success``) or its data passed the checks (``pass``)."""
+        return self.status != "fail"
 
     def dataset(self, name: str | None = None) -> DatasetRef:
         """The named dataset, or the only one when no name is given."""

@@ -12,20 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-LogicalType = Literal["integer", "float", "string", "boolean", "date", "timestamp"]
-LOGICAL_TYPES: tuple[str, ...] = ("integer", "float", "string", "boolean", "date", "timestamp")
-
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-
-
-def check_name(value: str, what: str = "name") -> str:
-    """A dataset, source or transformation name: a plain identifier, so it is safe as a path and a table."""
-    if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
-        raise ValueError(
-            f"{what} {value!r} must be a plain identifier (letters, digits and underscores, "
-            "starting with a letter or underscore, at most 63 characters)"
-        )
-    return value
+from airflow_agent_provider.contracts.identifiers import check_name
 
 
 class _Spec(BaseModel):
@@ -44,7 +31,10 @@ class _SourceBase(_Spec):
 
 
 class SqlSource(_SourceBase):
-    """Rows from a SQL query through an Airflow connection (templated with the data interval)."""
+    """Rows from a SQL query through an Airflow connection (templated with the data interval).
+
+    ``type`` is ``sql``, or ``database``: the name the seed articles use, kept so their examples run.
+    """
 
     type: Literal["sql", "database"]
     conn_id: str
@@ -67,7 +57,10 @@ class Pagination(_Spec):
 
 
 class HttpSource(_SourceBase):
-    """Records from a JSON API through an Airflow HTTP connection."""
+    """Records from a JSON API through an Airflow HTTP connection.
+
+    ``type`` is ``http``, or ``api``: the name the seed articles use, kept so their examples run.
+    """
 
     type: Literal["http", "api"]
     conn_id: str = "http_default"

@@ -23,14 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_agent_provider.contracts import DatasetRef, StageResult
 from airflow_agent_provider.engines import staging
-from airflow_agent_provider.engines.load_plan import (
-    Column,
-    Staged,
-    Warehouse,
-    plan_columns,
-    read_ahead,
-    schema_matches,
-)
+from airflow_agent_provider.engines.load_plan import Column, Staged, plan_columns, read_ahead, schema_matches
 from airflow_agent_provider.engines.sqlsafe import (
     TableName,
     duplicate_example,
@@ -40,6 +33,7 @@ from airflow_agent_provider.engines.sqlsafe import (
     present_keys,
     upsert_select,
 )
+from airflow_agent_provider.engines.warehouse import Warehouse
 from airflow_agent_provider.exceptions import AgentProviderError, LoadError
 
 if TYPE_CHECKING:

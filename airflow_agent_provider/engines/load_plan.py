@@ -2,21 +2,22 @@
 
 Everything here is decided before the warehouse is written to. DuckDB answers the questions about
 the staged Parquet (column names and types, NULL and duplicate keys, values that would not fit an
-existing column); a :class:`Warehouse` is the dialect's side of one load transaction, and
+existing column); the warehouse (``engines.warehouse.Warehouse``) answers what its table holds, and
 :func:`read_ahead` encodes the next batch while the warehouse writes the current one.
 """
 
 from __future__ import annotations
 
 import contextlib
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_agent_provider.contracts import DatasetRef
+from airflow_agent_provider.contracts.types import DUCKDB_TYPES, LOGICAL_TYPES, LogicalType, logical_type
 from airflow_agent_provider.engines import staging
 from airflow_agent_provider.engines.sqlsafe import TableName, identifier, quote, quote_list
+from airflow_agent_provider.engines.warehouse import Warehouse
 from airflow_agent_provider.exceptions import LoadError, SchemaConflict
 
 if TYPE_CHECKING:
@@ -25,18 +26,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-# The DuckDB type each logical type travels as.
-_DUCK_TYPES = {
-    "integer": "BIGINT",
-    "float": "DOUBLE",
-    "string": "VARCHAR",
-    "boolean": "BOOLEAN",
-    "date": "DATE",
-    "timestamp": "TIMESTAMP",
-}
-# (incoming logical type, existing column family) -> how the values get there.
-# "ok": always; "cast": when every value casts; "whole": when every float is a whole number.
-_COMPATIBLE = {
+# (incoming logical type, existing column family) -> how the values get there; None incoming is a
+# column of NULLs only. "ok": always; "cast": when every value casts; "whole": when every float is whole.
+_COMPATIBLE: dict[tuple[LogicalType | None, str], str] = {
     ("integer", "integer"): "ok",
     ("integer", "float"): "ok",
     ("float", "float"): "ok",
@@ -47,120 +39,9 @@ _COMPATIBLE = {
     ("date", "timestamp"): "ok",
     ("timestamp", "timestamp"): "ok",
     **{("string", family): "cast" for family in ("integer", "float", "boolean", "date", "timestamp")},
-    **{(logical, "string"): "ok" for logical in (*_DUCK_TYPES, "null")},
-    **{("null", family): "ok" for family in _DUCK_TYPES},
+    **{(logical, "string"): "ok" for logical in (*LOGICAL_TYPES, None)},
+    **{(None, family): "ok" for family in LOGICAL_TYPES},
 }
-
-
-class Warehouse(ABC):
-    """One DBAPI connection running one load transaction; a dialect module fills in the rest."""
-
-    dialect: ClassVar[str]
-    differs: ClassVar[str] = "IS DISTINCT FROM"
-    case_insensitive: ClassVar[bool] = False
-    # Build a new table's primary key after its rows are in (one bulk index build instead of
-    # maintaining the index row by row); a dialect that cannot add a primary key later keeps False.
-    key_after_write: ClassVar[bool] = False
-    # Encode the next batch in a thread while this one is written: worth it where the write waits
-    # on the server (COPY); not where it holds the GIL row by row (SQLite's executemany).
-    read_ahead: ClassVar[bool] = False
-
-    def __init__(self, raw: Any) -> None:
-        self.raw = raw
-        self.dbapi = raw.driver_connection
-        self.cursor = self.dbapi.cursor()
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        self.cursor.execute(sql, tuple(params))
-        return int(self.cursor.rowcount)
-
-    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        self.cursor.execute(sql, tuple(params))
-        return [tuple(r) for r in self.cursor.fetchall()]
-
-    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        rows = self.fetchall(sql, params)
-        return rows[0][0] if rows else None
-
-    def count(self, table: TableName) -> int:
-        return int(self.scalar(f"SELECT count(*) FROM {table.sql}"))
-
-    def norm(self, name: str) -> str:
-        """How the database compares column names."""
-        return name.lower() if self.case_insensitive else name
-
-    def create_table(self, table: TableName, columns: Sequence[tuple[str, str]], key: Sequence[str]) -> None:
-        defs = [f"{quote(name)} {self.ddl_type(logical)}" for name, logical in columns]
-        if key:
-            defs.append(f"PRIMARY KEY ({quote_list(key)})")
-        self.execute(f"CREATE TABLE {table.sql} ({', '.join(defs)})")
-
-    def add_primary_key(self, table: TableName, key: Sequence[str]) -> None:
-        self.execute(f"ALTER TABLE {table.sql} ADD PRIMARY KEY ({quote_list(key)})")
-
-    def add_column(self, table: TableName, name: str, logical: str) -> None:
-        self.execute(f"ALTER TABLE {table.sql} ADD COLUMN {quote(name)} {self.ddl_type(logical)}")
-
-    def snapshot(self, table: TableName, snapshot: TableName) -> None:
-        self.execute(f"DROP TABLE IF EXISTS {snapshot.sql}")
-        self.execute(f"CREATE TABLE {snapshot.sql} AS SELECT * FROM {table.sql}")
-
-    @abstractmethod
-    def begin(self) -> None: ...
-
-    @abstractmethod
-    def commit(self) -> None: ...
-
-    @abstractmethod
-    def rollback(self) -> None: ...
-
-    @abstractmethod
-    def close(self) -> None:
-        """Restore the connection's settings and give it back to the pool."""
-
-    @abstractmethod
-    def resolve(self, table: TableName) -> TableName:
-        """The table name with the schema the database would use."""
-
-    @abstractmethod
-    def columns(self, table: TableName) -> dict[str, str] | None:
-        """Column name -> declared type of an existing table; ``None`` when there is no such table."""
-
-    @abstractmethod
-    def family(self, declared: str) -> str:
-        """The logical type a declared column type holds ("any" or "other" when none fits)."""
-
-    @abstractmethod
-    def ddl_type(self, logical: str) -> str: ...
-
-    @abstractmethod
-    def wire_type(self, logical: str) -> str | None:
-        """The DuckDB type values of a logical type are sent as, when not their own."""
-
-    @abstractmethod
-    def unique_keys(self, table: TableName) -> list[frozenset[str]]:
-        """The column sets of the table's unique constraints and indexes (without predicates)."""
-
-    @abstractmethod
-    def lock(self, table: TableName) -> None: ...
-
-    @abstractmethod
-    def create_unique_index(self, table: TableName, name: str, key: Sequence[str]) -> None: ...
-
-    @abstractmethod
-    def create_stage(self, columns: Sequence[tuple[str, str]]) -> str:
-        """Create the temporary staging table; returns its SQL name."""
-
-    def encode(self, batch: pa.RecordBatch) -> Any:
-        """A batch in the form :meth:`write_rows` sends (may run in the read-ahead thread)."""
-        return batch
-
-    @abstractmethod
-    def write_rows(self, target: str, names: Sequence[str], payload: Any) -> int:
-        """Bulk-write one encoded batch into a table (the target or the staging table); returns the rows written."""
-
-    @abstractmethod
-    def drop_stage(self, stage: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -169,13 +50,13 @@ class Column:
 
     name: str
     source: str  # DuckDB expression reading the staged value
-    incoming: str  # logical type of the staged data
+    incoming: LogicalType | None  # logical type of the staged data (None: NULLs only)
     target: str  # logical type the target column holds
     declared: str | None  # the existing column's declared type; None when the column is new
     probe: str = "ok"
 
     def value_sql(self, wire: str | None) -> str:
-        value = f"CAST({self.source} AS {_DUCK_TYPES[self.target]})"
+        value = f"CAST({self.source} AS {DUCKDB_TYPES[self.target]})"
         return f"CAST({value} AS {wire})" if wire else value
 
     def probe_sql(self) -> str:
@@ -183,7 +64,7 @@ class Column:
         if self.probe == "whole":
             whole = f"TRY_CAST({self.source} AS BIGINT)"
             return f"{self.source} IS NOT NULL AND ({whole} IS NULL OR {self.source} <> {whole})"
-        return f"{self.source} IS NOT NULL AND TRY_CAST({self.source} AS {_DUCK_TYPES[self.target]}) IS NULL"
+        return f"{self.source} IS NOT NULL AND TRY_CAST({self.source} AS {DUCKDB_TYPES[self.target]}) IS NULL"
 
 
 @dataclass
@@ -216,8 +97,8 @@ class Staged:
             return f"timezone('UTC', {quote(name)})"
         return quote(name)
 
-    def logical(self, name: str) -> str:
-        return staging.logical_type(self.types[name])
+    def logical(self, name: str) -> LogicalType | None:
+        return logical_type(self.types[name])
 
     def refuse_bad_keys(self, key: Sequence[str], table: TableName) -> None:
         """NULL or duplicate keys would make the load ambiguous: refuse them before writing."""
@@ -261,7 +142,7 @@ def plan_columns(wh: Warehouse, staged: Staged, table: TableName, existing: dict
 
 def _column(wh: Warehouse, staged: Staged, table: TableName, name: str, declared: str | None) -> Column:
     incoming = staged.logical(name)
-    new_type = "string" if incoming == "null" else incoming
+    new_type = incoming or "string"
     if declared is None:
         return Column(name, staged.source(name), incoming, new_type, None)
     family = wh.family(declared)

@@ -12,8 +12,8 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_agent_provider.engines.load_plan import Warehouse
 from airflow_agent_provider.engines.sqlsafe import TableName, identifier, quote, quote_list
+from airflow_agent_provider.engines.warehouse import Warehouse
 from airflow_agent_provider.exceptions import LoadError
 
 if TYPE_CHECKING:

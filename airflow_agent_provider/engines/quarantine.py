@@ -40,7 +40,7 @@ from airflow_agent_provider.contracts import (
     RowRule,
     StageResult,
 )
-from airflow_agent_provider.contracts.specs import LOGICAL_TYPES
+from airflow_agent_provider.contracts.types import LOGICAL_TYPES
 from airflow_agent_provider.engines.remediate import apply_fix_plan
 from airflow_agent_provider.engines.validate import validate_dataset
 

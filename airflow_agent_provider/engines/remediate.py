@@ -37,7 +37,8 @@ from airflow_agent_provider.contracts import (
     RowRule,
     StageResult,
 )
-from airflow_agent_provider.contracts.specs import check_name
+from airflow_agent_provider.contracts.identifiers import check_name
+from airflow_agent_provider.contracts.types import DUCKDB_TYPES
 from airflow_agent_provider.engines import staging
 from airflow_agent_provider.engines.sqlsafe import quote_ident, sql_literal
 from airflow_agent_provider.exceptions import FixPlanNotApplicable
@@ -45,14 +46,6 @@ from airflow_agent_provider.exceptions import FixPlanNotApplicable
 if TYPE_CHECKING:
     import duckdb
 
-DUCKDB_TYPES = {
-    "integer": "BIGINT",
-    "float": "DOUBLE",
-    "string": "VARCHAR",
-    "boolean": "BOOLEAN",
-    "date": "DATE",
-    "timestamp": "TIMESTAMP",
-}
 _COMPARISONS = {"equals": "=", "not_equals": "<>", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 _FATE = "__aap_fate"
 _PIPELINE = "__aap_fixed"
@@ -117,19 +110,11 @@ def _run(
     try:
         con.execute(f"CREATE TEMP VIEW {_PIPELINE} AS {pipeline.sql()}")
         metrics = pipeline.metrics()
-        fixed = _stage(con, pipeline.kept_sql(), output_uri)
-        quarantined = {target: _stage(con, sql, quarantine_uri(target)) for target, sql in pipeline.quarantine_sql()}
+        fixed = staging.write_query(con, pipeline.kept_sql(), output_uri)
+        quarantined = {t: staging.write_query(con, sql, quarantine_uri(t)) for t, sql in pipeline.quarantine_sql()}
     except duckdb.Error as err:
         raise FixPlanNotApplicable(f"applying the fix plan failed: {type(err).__name__}: {err}") from err
     return metrics, fixed, quarantined
-
-
-def _stage(con: duckdb.DuckDBPyConnection, sql: str, uri: str) -> DatasetRef:
-    reader = con.sql(sql).to_arrow_reader(500_000)
-    writer = staging.DatasetWriter(uri)
-    for batch in reader:
-        writer.write(batch)
-    return writer.finish(reader.schema)
 
 
 class _Pipeline:

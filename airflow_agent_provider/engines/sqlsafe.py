@@ -7,24 +7,18 @@ the text it returns holds nothing that came from the data except checked, quoted
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from airflow_agent_provider.contracts.identifiers import IDENTIFIER_RULE, is_identifier
 from airflow_agent_provider.exceptions import UnsafeIdentifier
-
-IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-MAX_IDENTIFIER = 63
 
 
 def identifier(name: object, what: str = "identifier") -> str:
     """Return ``name`` when it is a plain identifier, else raise :class:`UnsafeIdentifier`."""
-    if not isinstance(name, str) or not IDENTIFIER_RE.fullmatch(name):
-        raise UnsafeIdentifier(
-            f"{what} {name!r} is not a plain identifier (letters, digits and underscores, "
-            f"starting with a letter or underscore, at most {MAX_IDENTIFIER} characters)"
-        )
-    return name
+    if not is_identifier(name):
+        raise UnsafeIdentifier(f"{what} {name!r} is not a plain identifier ({IDENTIFIER_RULE})")
+    return str(name)
 
 
 def quote_ident(name: str) -> str:
@@ -60,7 +54,7 @@ class TableName:
         if not isinstance(target, str):
             raise UnsafeIdentifier(f"{what} name {target!r} is not a string")
         parts = target.split(".")
-        if len(parts) > 2 or not all(IDENTIFIER_RE.fullmatch(p) for p in parts):
+        if len(parts) > 2 or not all(is_identifier(p) for p in parts):
             raise UnsafeIdentifier(
                 f"{what} name {target!r} is not a plain identifier or schema.identifier "
                 "(letters, digits and underscores, starting with a letter or underscore)"

@@ -10,10 +10,11 @@ Isolation, two locks. (1) Before any transformation runs, the inputs become view
 staged part files (native ``read_parquet``), DuckDB may reach files only under those folders, the
 output folders and its own spill folder (``allowed_directories``), external access is otherwise off
 and the configuration locked: no other file, no network, no ``ATTACH`` elsewhere, no ``INSTALL``,
-no ``SET``. (2) Each SQL step must be a single SELECT whose only tables are the inputs, earlier
-steps and its own CTEs (checked on DuckDB's parse tree): no table functions (``read_parquet``,
-``glob``...) and no file paths as tables, so a step cannot read the allowed folders' files by
-path nor write to them (``COPY`` is not a SELECT). Only this module's own ``COPY`` writes.
+no ``SET``. (2) Each SQL step, written by a person or by Claude, passes the one SQL gate
+(``engines.sqlgate.check_sql``): a single SELECT whose only tables are the inputs, earlier steps and
+its own CTEs, with no table function but ``range``/``generate_series``/``unnest`` and no file path as
+a table, so a step cannot read the allowed folders' files by path nor write to them (``COPY`` is not
+a SELECT). Only this module's own ``COPY`` writes.
 
 Python steps (``callable``) receive pandas DataFrames and so load their input into memory: use
 them on data that fits, and keep heavy work in SQL.
@@ -22,38 +23,30 @@ them on data that fits, and keep heavy work in SQL.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from functools import reduce
 from typing import TYPE_CHECKING, Any
 
 from airflow_agent_provider.contracts import DatasetRef, StageResult, Transformation
-from airflow_agent_provider.contracts.specs import check_name
+from airflow_agent_provider.contracts.identifiers import check_name
 from airflow_agent_provider.engines import staging
+from airflow_agent_provider.engines.settings import current
+from airflow_agent_provider.engines.sqlgate import check_sql
 from airflow_agent_provider.engines.sqlsafe import quote_ident, sql_literal
-from airflow_agent_provider.exceptions import TransformError
+from airflow_agent_provider.engines.staging.writer import COMPRESSION
+from airflow_agent_provider.exceptions import TransformError, UnsafeSQL
 
 if TYPE_CHECKING:
     import duckdb
     import pandas as pd
 
-SqlWriter = Callable[[Transformation, Mapping[str, Mapping[str, str]]], str]
-"""(transformation, {table: {column: DuckDB type}}) -> SQL; the Claude layer supplies it."""
-
-OUTPUT_BATCH_ROWS = 500_000
-"""Rows per Arrow batch when the output goes to a remote (fsspec) folder through Python."""
-MEMORY_LIMIT = "512MB"
-"""DuckDB's memory limit for a transform, unless ``AGENT_PROVIDER_DUCKDB_MEMORY`` says otherwise."""
-OUTPUT_COMPRESSION = "snappy"
-TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest"})
-"""The table functions a step may call: they make rows, they read nothing."""
-_PATH_CHARS = re.compile(r"[./\\:]")
-"""A table name with these could be a file DuckDB scans in its place (``FROM 'x.parquet'``)."""
+WriteSql = Callable[[Transformation, Mapping[str, Mapping[str, str]]], str]
+"""(transformation, {table: {column: DuckDB type}}) -> SQL; the Claude layer's ``agents.SqlWriter`` is one."""
 
 
 def isolated_connection(inputs: Mapping[str, DatasetRef], *, writable: Sequence[str] = ()) -> duckdb.DuckDBPyConnection:
@@ -62,7 +55,7 @@ def isolated_connection(inputs: Mapping[str, DatasetRef], *, writable: Sequence[
     :param inputs: dataset name -> staged dataset; each becomes a view named after the dataset.
     :param writable: local folders this module writes with ``COPY`` (the output, kept steps).
     """
-    con = staging.connect(memory_limit=os.environ.get("AGENT_PROVIDER_DUCKDB_MEMORY") or MEMORY_LIMIT)
+    con = staging.connect(memory_limit=current().transform_memory)
     try:
         folders = {os.path.abspath(folder) for folder in writable}  # DuckDB adds its spill folder itself
         for name, ref in inputs.items():
@@ -94,7 +87,7 @@ def run_transformations(
     *,
     output_dataset: str,
     output_uri: str,
-    write_sql: SqlWriter | None = None,
+    write_sql: WriteSql | None = None,
     keep_intermediate: Mapping[str, str] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> StageResult:
@@ -187,7 +180,7 @@ class _Run:
         self,
         con: duckdb.DuckDBPyConnection,
         input_names: list[str],
-        write_sql: SqlWriter | None,
+        write_sql: WriteSql | None,
         keep: dict[str, str],
         log: Callable[[str], None],
     ) -> None:
@@ -216,8 +209,10 @@ class _Run:
 
     def _sql(self, transformation: Transformation) -> int | None:
         sql = transformation.sql or self._written_sql(transformation)
-        query = _single_select(self.con, transformation.name, sql)
-        _reads_only_tables(self.con, transformation.name, query, {*self.inputs, *self.steps})
+        try:
+            query = check_sql(sql, [*self.inputs, *self.steps], self.con)
+        except UnsafeSQL as err:
+            raise TransformError(transformation.name, str(err)) from err
         for view, count in _references(query, self.views).items():
             self._use(view, count)
         self.con.execute(f"CREATE VIEW {quote_ident(transformation.name)} AS {query}\n")
@@ -300,7 +295,10 @@ class _Run:
     def _write(self, name: str, uri: str) -> DatasetRef:
         clock, folder = time.monotonic(), _local_folder(uri)
         try:
-            ref = self._copy(name, folder, uri) if folder else self._stream(name, uri)
+            if folder:
+                ref = self._copy(name, folder, uri)
+            else:  # a remote folder: Arrow batches through fsspec
+                ref = staging.write_query(self.con, self._output_query(name), uri)
         except Exception as err:
             raise TransformError(name, _cause(err)) from err
         self.log(f"staged {name}: {ref.row_count} rows at {uri} in {time.monotonic() - clock:.3f}s")
@@ -311,7 +309,7 @@ class _Run:
         shutil.rmtree(folder, ignore_errors=True)
         os.makedirs(folder)
         target = sql_literal(f"{folder}/part-00000.parquet")
-        options = f"FORMAT parquet, COMPRESSION {OUTPUT_COMPRESSION}"
+        options = f"FORMAT parquet, COMPRESSION {COMPRESSION}"
         self.con.execute(f"COPY ({self._output_query(name)}) TO {target} ({options})").fetchall()
         return staging.describe(uri)
 
@@ -321,54 +319,6 @@ class _Run:
         wide = [column for column, kind in staging.columns_of(self.con, table).items() if kind == "HUGEINT"]
         replace = ", ".join(f"CAST({quote_ident(c)} AS DECIMAL(38, 0)) AS {quote_ident(c)}" for c in wide)
         return f"SELECT * REPLACE ({replace}) FROM {table}" if wide else f"SELECT * FROM {table}"
-
-    def _stream(self, name: str, uri: str) -> DatasetRef:
-        """A remote folder: Arrow batches through ``staging.DatasetWriter`` (fsspec)."""
-        reader = self.con.sql(self._output_query(name)).to_arrow_reader(OUTPUT_BATCH_ROWS)
-        writer = staging.DatasetWriter(uri)
-        for batch in reader:
-            writer.write(batch)
-        return writer.finish(reader.schema)
-
-
-def _single_select(con: duckdb.DuckDBPyConnection, name: str, sql: str) -> str:
-    """The query text of ``sql`` if it is exactly one SELECT statement."""
-    import duckdb
-
-    statements = con.extract_statements(sql)
-    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
-        kinds = ", ".join(s.type.name for s in statements) or "nothing"
-        raise TransformError(name, f"SQL must be a single SELECT query, got {kinds}")
-    return statements[0].query.strip().rstrip(";")
-
-
-def _reads_only_tables(con: duckdb.DuckDBPyConnection, name: str, query: str, tables: set[str]) -> None:
-    """Refuse a query reading anything but ``tables`` and its CTEs: no table function, no file path."""
-    tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [query]).fetchall()[0][0])
-    if tree.get("error"):
-        raise TransformError(name, f"SQL must be a single SELECT query: {tree.get('error_message')}")
-    refused = next(_foreign_reads(tree, {t.lower() for t in tables}), None)
-    if refused:
-        raise TransformError(name, f"{refused} is not allowed: read the inputs and earlier steps by name")
-
-
-def _foreign_reads(node: Any, visible: set[str]) -> Iterator[str]:
-    """Table functions and table names in a ``json_serialize_sql`` tree that are not ``visible``."""
-    if isinstance(node, list):
-        for item in node:
-            yield from _foreign_reads(item, visible)
-        return
-    if not isinstance(node, dict):
-        return
-    visible = visible | {str(cte["key"]).lower() for cte in (node.get("cte_map") or {}).get("map", [])}
-    kind = node.get("type")
-    if kind == "TABLE_FUNCTION" and str(node["function"].get("function_name")).lower() not in TABLE_FUNCTIONS:
-        yield f"table function {node['function'].get('function_name')}()"
-    table = str(node.get("table_name") or "") if kind in ("BASE_TABLE", "SHOW_REF") else ""
-    if table and (table.lower() not in visible or _PATH_CHARS.search(table)):
-        yield f"table {table!r}"
-    for value in node.values():
-        yield from _foreign_reads(value, visible)
 
 
 def _references(query: str, views: Mapping[str, str]) -> dict[str, int]:

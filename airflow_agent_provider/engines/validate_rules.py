@@ -20,7 +20,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow_agent_provider.contracts import Issue, QualityRule
-from airflow_agent_provider.engines.staging import logical_type, quote_ident
+from airflow_agent_provider.contracts.types import logical_type
+from airflow_agent_provider.engines.sqlsafe import quote_ident
 from airflow_agent_provider.engines.validate_scan import Check, ColumnStats, Scan
 
 MESSAGE_VALUE_CHARS = 40

@@ -18,15 +18,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_agent_provider.contracts import Issue, QualityRule
-from airflow_agent_provider.engines.staging import (
-    ProcessDuckDB,
-    arrow_dataset,
-    connect,
-    logical_type,
-    quote_ident,
-    shared_cursor,
-    sql_literal,
-)
+from airflow_agent_provider.contracts.types import logical_type
+from airflow_agent_provider.engines.sqlsafe import quote_ident, sql_literal
+from airflow_agent_provider.engines.staging import ProcessDuckDB, arrow_dataset, connect
 
 if TYPE_CHECKING:
     import duckdb
@@ -104,11 +98,6 @@ class Check:
     @property
     def fallback(self) -> tuple[str, ...]:
         return self.aggregates if self.alone is None else self.alone
-
-
-def connection() -> duckdb.DuckDBPyConnection:
-    """A cursor on the process's shared DuckDB: its own temp view ``data``; a new database costs 15-50 ms."""
-    return shared_cursor()
 
 
 def _locked_database() -> duckdb.DuckDBPyConnection:

@@ -33,7 +33,7 @@ _SQL_TYPES = {
 def transform_column_sources(
     steps: Sequence[Transformation],
     output_columns: Iterable[str],
-    input_columns: Mapping[str, Mapping[str, str]],
+    input_columns: Mapping[str, Mapping[str, str | None]],
     dialect: str = "duckdb",
 ) -> ColumnSources:
     """Trace each output column of ``steps`` back to the input datasets' columns ({} when it cannot)."""
@@ -42,7 +42,7 @@ def transform_column_sources(
     from sqlglot.errors import SqlglotError
 
     schema = {
-        name: {col: _SQL_TYPES.get(kind, "VARCHAR") for col, kind in cols.items()}
+        name: {col: _SQL_TYPES.get(kind or "string", "VARCHAR") for col, kind in cols.items()}
         for name, cols in input_columns.items()
     }
     sources = {step.name: str(step.sql) for step in steps[:-1]}

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from airflow_agent_provider.lineage.columns import ColumnSources
 
 
-def schema_facet(columns: Mapping[str, str]) -> Any:
+def schema_facet(columns: Mapping[str, str | None]) -> Any:
     """The ``schema`` facet: each column with its logical type (integer, float, string, ...)."""
     from openlineage.client.generated.schema_dataset import SchemaDatasetFacet, SchemaDatasetFacetFields
 
@@ -29,7 +29,7 @@ def schema_facet(columns: Mapping[str, str]) -> Any:
 
 def input_dataset(
     origin: DatasetOrigin,
-    columns: Mapping[str, str] | None = None,
+    columns: Mapping[str, str | None] | None = None,
     input_facets: Mapping[str, InputDatasetFacet] | None = None,
 ) -> InputDataset:
     """An input dataset, with its schema when its columns are known."""
@@ -43,7 +43,7 @@ def input_dataset(
 
 def output_dataset(
     origin: DatasetOrigin,
-    columns: Mapping[str, str] | None = None,
+    columns: Mapping[str, str | None] | None = None,
     *,
     rows: int | None = None,
     column_lineage: Any = None,

@@ -55,10 +55,10 @@ def on_dag_run_failed(dag_run: DagRun, msg: str) -> None:
 
 def folders_to_remove(dag_run: DagRun, dag_id: str, run_id: str) -> list[str]:
     """The run's staged folders, or none when the policy keeps them or a task of the run failed."""
+    from airflow_agent_provider import settings
     from airflow_agent_provider.engines.staging import retention
-    from airflow_agent_provider.operators import _common
 
-    if retention.parse_retention(_common.configured_staging_retention()) == "keep":
+    if retention.parse_retention(settings.staging_retention()) == "keep":
         return []
     session = _session_of(dag_run)
     failed = _failed_tasks(dag_run, session)
@@ -66,7 +66,7 @@ def folders_to_remove(dag_run: DagRun, dag_id: str, run_id: str) -> list[str]:
         log.info("staging retention: run %s succeeded but %s failed; its staged data is kept", run_id, failed)
         return []
     uris = list(_dataset_uris(session, dag_id, run_id))
-    return retention.run_folders(dag_id, run_id, roots=[_common.configured_staging_root()], uris=uris)
+    return retention.run_folders(dag_id, run_id, roots=[settings.staging_root()], uris=uris)
 
 
 def remove_folders(folders: Sequence[str], run_id: str) -> None:

@@ -7,18 +7,16 @@ templates on ``ds`` or ``logical_date``, so runs without a logical date are aler
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_agent_provider import redaction
 from airflow_agent_provider.operators.base import DECISION_KEY
 from airflow_agent_provider.operators.base import stage_of as operator_stage
 
 MAX_ISSUE_LINES = 5
 MAX_RATIONALE_CHARS = 200
-
-_URI_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)[^\s/@:]*(:[^\s/@]*)?@")
 
 
 @dataclass(frozen=True)
@@ -124,8 +122,8 @@ def error_text(error: Any, max_chars: int) -> str:
 
 
 def redact_secrets(text: str) -> str:
-    """Mask the user:password part of URIs and every secret Airflow's masker knows (connection passwords)."""
-    text = _URI_USERINFO.sub(lambda m: f"{m['scheme']}***@", text)
+    """``redaction.redact``, then every secret Airflow's masker knows (connection passwords)."""
+    text = redaction.redact(text)
     from airflow.sdk.log import redact
 
     return str(redact(text))

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from airflow_agent_provider import settings
 from airflow_agent_provider.operators.base import DECISION_KEY, DEFAULT_CLAUDE_CONN_ID
 
 if TYPE_CHECKING:
@@ -119,10 +120,5 @@ def diagnose_result(claude: Claude, result: StageResult, log: Any) -> StageResul
 
 
 def plans_folder(configured: str | None = None) -> Path:
-    """``configured``, else ``$AGENT_PROVIDER_HOME/plans``, else ``$AIRFLOW_HOME/plans``."""
-    import os
-
-    if configured:
-        return Path(configured)
-    home = os.environ.get("AGENT_PROVIDER_HOME") or os.environ.get("AIRFLOW_HOME") or "~/airflow"
-    return Path(home).expanduser() / "plans"
+    """``configured`` (an operator's ``plans_folder``), else the ``[agent_provider] plans_folder`` setting."""
+    return Path(configured) if configured else settings.plans_folder()

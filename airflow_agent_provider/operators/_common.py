@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+from airflow_agent_provider import settings
 from airflow_agent_provider.contracts import DatasetRef, StageResult
 from airflow_agent_provider.engines import staging
 from airflow_agent_provider.engines.staging import area as staging_area
@@ -35,28 +36,14 @@ class RunScope:
     def dataset_uri(self, root: str | None, dataset: str) -> str:
         """Where this task stages ``dataset``; an object-store root is opened (and checked) first."""
         index = self.map_index if self.map_index >= 0 else None
-        root = root or configured_staging_root()
+        root = root or settings.staging_root()
         _staging.ensure_open(root)
         return staging.stage_uri(root, self.dag_id, self.run_id, self.task_id, dataset, map_index=index)
 
     def uri_factory(self, root: str | None) -> Callable[[str], str]:
         """``dataset -> URI`` under ``root``; the root is opened now, so a bad one fails before any work."""
-        _staging.ensure_open(root or configured_staging_root())
+        _staging.ensure_open(root or settings.staging_root())
         return lambda dataset: self.dataset_uri(root, dataset)
-
-
-def configured_staging_root() -> str:
-    """``[agent_provider] staging_root`` from the Airflow config, else ``staging.default_root()``."""
-    from airflow.sdk import conf
-
-    return conf.get("agent_provider", "staging_root", fallback=None) or staging.default_root()
-
-
-def configured_staging_retention() -> str | None:
-    """``[agent_provider] staging_retention`` as set (None: the default, ``delete_on_success``)."""
-    from airflow.sdk import conf
-
-    return conf.get("agent_provider", "staging_retention", fallback=None)
 
 
 def run_scope(context: Mapping[str, Any]) -> RunScope:
@@ -113,6 +100,23 @@ def sql_engine(conn_id: str) -> Engine:
     if get_engine is None:
         raise TypeError(f"connection {conn_id!r} has no SQLAlchemy engine (its hook is {type(hook).__name__})")
     return psycopg2_engine(get_engine())  # PostgreSQL over psycopg2: the COPY fast paths
+
+
+def load_quarantined(
+    conn_id: str, tables: Mapping[str, DatasetRef], key: Sequence[str] | None = None
+) -> dict[str, int]:
+    """Write quarantined rows to their tables through ``conn_id``, upserted by ``key`` else inserted; rows per table."""
+    from airflow_agent_provider.engines.load import load_dataset
+
+    engine = sql_engine(conn_id)
+    try:
+        for table, ref in tables.items():
+            load_dataset(
+                ref, engine=engine, target_table=table, load_strategy="upsert" if key else "insert", upsert_key=key
+            )
+    finally:
+        engine.dispose()
+    return {table: ref.row_count for table, ref in tables.items()}
 
 
 def progress_logger(log: Any, label: str) -> Callable[[str], None]:

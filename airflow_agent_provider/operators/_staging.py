@@ -47,9 +47,9 @@ def open_area(root: str) -> StagingArea:
 
 def opener(uri: str) -> StagingArea:
     """The area of a staged dataset's URI: the configured root when it holds the URI, else its bucket."""
-    from airflow_agent_provider.operators._common import configured_staging_root
+    from airflow_agent_provider import settings
 
-    configured = configured_staging_root().rstrip("/")
+    configured = settings.staging_root().rstrip("/")
     if uri.rstrip("/").startswith(configured + "/"):
         return open_area(configured)
     parts = urlsplit(uri)

@@ -28,8 +28,9 @@ class ExtractOperator(StageOperator):
 
     :param sources: list of source dicts, each with ``name`` and ``type``: ``sql`` (``conn_id``, ``query``,
         ``parameters``), ``http`` (``conn_id``, ``endpoint``, ``params``, ``headers``, ``pagination``,
-        ``records_path``) or ``file`` (``path``, ``format``: csv, parquet, json or jsonl). Templated as a
-        whole, so queries, paths and params can use the data interval.
+        ``records_path``) or ``file`` (``path``, ``format``: csv, parquet, json or jsonl); ``database`` and
+        ``api`` (the seed articles' names) mean ``sql`` and ``http``. Templated as a whole, so queries, paths
+        and params can use the data interval.
     :param expected_row_count_min: a source with fewer rows fails the task (a source may override it).
     :param max_workers: how many sources are extracted at the same time.
     :param staging_root: where staged data goes (default ``[agent_provider] staging_root``,
@@ -60,7 +61,9 @@ class ExtractOperator(StageOperator):
         from airflow_agent_provider.contracts import parse_sources
         from airflow_agent_provider.engines.extract import extract_sources
         from airflow_agent_provider.operators import _common
+        from airflow_agent_provider.settings import configure_engines
 
+        configure_engines()
         scope, started = _common.run_scope(context), datetime.now(timezone.utc)
         engines = _Engines()
         with stage_errors(self.task_id), engines:

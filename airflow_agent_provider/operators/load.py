@@ -13,8 +13,6 @@ from airflow_agent_provider.operators.errors import stage_errors
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-MAX_IDENTIFIER = 63
-
 
 class LoadOperator(StageOperator):
     """Load one staged dataset into ``target_table`` through a SQL connection, then check the load.
@@ -67,7 +65,9 @@ class LoadOperator(StageOperator):
         from airflow_agent_provider.contracts import parse_upstream
         from airflow_agent_provider.engines.load import load_dataset
         from airflow_agent_provider.operators import _common
+        from airflow_agent_provider.settings import configure_engines
 
+        configure_engines()
         with stage_errors(self.task_id):
             name, holder = _common.find_dataset(parse_upstream(self.upstream), self.dataset)
             ref = holder.datasets[name]
@@ -102,6 +102,8 @@ def snapshot_name(target_table: str, run_id: str) -> str:
 
     A long name keeps its start and ends in a digest of the full name, so two runs never share one.
     """
+    from airflow_agent_provider.contracts.identifiers import MAX_IDENTIFIER
+
     table = target_table.rsplit(".", 1)[-1]
     run = re.sub(r"[^a-z0-9]+", "_", run_id.lower()).strip("_") or "run"
     name = f"{table}__snap_{run}"

@@ -12,7 +12,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_agent_provider.contracts import StageResult
-    from airflow_agent_provider.engines.load import LoadStrategy
 
 
 class QuarantineOperator(StageOperator):
@@ -91,7 +90,9 @@ class QuarantineOperator(StageOperator):
         from airflow_agent_provider.contracts import parse_quality_rules, parse_upstream
         from airflow_agent_provider.engines.quarantine import quarantine_dataset
         from airflow_agent_provider.operators import _common
+        from airflow_agent_provider.settings import configure_engines
 
+        configure_engines()
         with stage_errors(self.task_id):
             results = parse_upstream(self.validation)
             name, validation = _common.find_dataset(results, self.dataset)
@@ -125,19 +126,11 @@ class QuarantineOperator(StageOperator):
         ref = result.datasets.get(quarantine_name(name))
         if not self.quarantine_conn_id or ref is None:
             return {}
-        from airflow_agent_provider.engines.load import load_dataset
-        from airflow_agent_provider.operators._common import sql_engine
+        from airflow_agent_provider.operators._common import load_quarantined
 
         table = self.quarantine_table or quarantine_name(name)
-        strategy: LoadStrategy = "upsert" if self.quarantine_key else "insert"
-        engine = sql_engine(self.quarantine_conn_id)
-        try:
-            load_dataset(ref, engine=engine, target_table=table, load_strategy=strategy, upsert_key=self.quarantine_key)
-        finally:
-            engine.dispose()
-        self.log.info(
-            "Wrote %d quarantined row(s) to %s (%s, %s)", ref.row_count, table, self.quarantine_conn_id, strategy
-        )
+        load_quarantined(self.quarantine_conn_id, {table: ref}, self.quarantine_key)
+        self.log.info("Wrote %d quarantined row(s) to %s (%s)", ref.row_count, table, self.quarantine_conn_id)
         return {"quarantine_table": table, "quarantine_rows_loaded": ref.row_count}
 
     def _failure(self, name: str, result: StageResult) -> QuarantineFailed:

@@ -88,7 +88,9 @@ class SchemaRemediationOperator(ClaudeStageOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_agent_provider.agents.remediation import remediate
         from airflow_agent_provider.operators.errors import stage_errors
+        from airflow_agent_provider.settings import configure_engines
 
+        configure_engines()
         started, clock = datetime.now(timezone.utc), time.monotonic()
         with stage_errors(self.task_id):
             request = self._request(context)
@@ -140,15 +142,10 @@ class SchemaRemediationOperator(ClaudeStageOperator):
         """Insert quarantined rows into ``quarantine_conn_id`` (table = target); {} when it is not set."""
         if not self.quarantine_conn_id or not quarantined:
             return {}
-        from airflow_agent_provider.engines.load import load_dataset
-        from airflow_agent_provider.operators._common import sql_engine
+        from airflow_agent_provider.operators._common import load_quarantined
 
-        engine = sql_engine(self.quarantine_conn_id)
-        loaded = {}
-        for target, ref in quarantined.items():
-            load_dataset(ref, engine=engine, target_table=target, load_strategy="insert")
-            loaded[target] = ref.row_count
-            self.log.info("Quarantined %d row(s) into %s (%s)", ref.row_count, target, self.quarantine_conn_id)
+        loaded = load_quarantined(self.quarantine_conn_id, quarantined)
+        self.log.info("Quarantined rows into %s: %s", self.quarantine_conn_id, loaded)
         return loaded
 
     def _result(

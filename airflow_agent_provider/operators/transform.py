@@ -64,7 +64,9 @@ class TransformOperator(ClaudeStageOperator):
         from airflow_agent_provider.contracts import parse_transformations, parse_upstream
         from airflow_agent_provider.engines.transform import run_transformations
         from airflow_agent_provider.operators import _common
+        from airflow_agent_provider.settings import configure_engines
 
+        configure_engines()
         scope = _common.run_scope(context)
         with stage_errors(self.task_id):
             inputs = _common.all_datasets(parse_upstream(self.upstream))

@@ -73,7 +73,9 @@ class ValidateOperator(ClaudeStageOperator):
         from airflow_agent_provider.contracts import parse_quality_rules, parse_upstream
         from airflow_agent_provider.engines.validate import validate_dataset
         from airflow_agent_provider.operators import _common
+        from airflow_agent_provider.settings import configure_engines
 
+        configure_engines()
         with stage_errors(self.task_id):
             name, holder = _common.find_dataset(parse_upstream(self.upstream), self.dataset)
             ref = holder.datasets[name]

@@ -1,4 +1,4 @@
-"""SQL from descriptions: the sqlglot gate, the plan cache, and the writer the transform engine calls."""
+"""SQL from descriptions: the SQL gate, the plan cache, and the writer the transform engine calls."""
 
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ class TestCheckSql:
             pytest.param('SELECT * FROM "Events" WHERE amount > 0', id="quoted-case-insensitive"),
             pytest.param("FROM events SELECT user_id", id="from-first"),
             pytest.param("SELECT * FROM events WHERE user_id IN (SELECT user_id FROM users)", id="subquery"),
+            pytest.param("SELECT * FROM range(10)", id="allowed-table-function"),
+            pytest.param("SELECT e.* FROM main.events AS e", id="schema-main"),
         ],
     )
     def test_accepts_one_read_only_query_over_the_staged_tables(self, sql: str) -> None:
@@ -60,8 +62,9 @@ class TestCheckSql:
             pytest.param("SELECT * FROM query('SELECT 1')", "query", id="query-function"),
             pytest.param("SELECT * FROM other.main.events", "qualified", id="qualified"),
             pytest.param("SELECT * FROM secrets_table", "not one of the staged tables", id="unknown-table"),
-            pytest.param("SELECT * FROM range(10)", "table function", id="table-function"),
-            pytest.param("EXPORT DATABASE '/tmp/x'", "does not parse", id="export"),
+            pytest.param("SELECT * FROM duckdb_settings()", "table function", id="table-function"),
+            pytest.param("DESCRIBE events", "DESCRIBE", id="describe"),
+            pytest.param("EXPORT DATABASE '/tmp/x'", "only a SELECT", id="export"),
             pytest.param("", "empty", id="empty"),
         ],
     )

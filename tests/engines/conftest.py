@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -12,8 +12,7 @@ import sqlalchemy as sa
 
 from airflow_agent_provider.contracts import DatasetRef
 from airflow_agent_provider.engines import staging
-
-Stage = Callable[..., DatasetRef]
+from tests.support.staging import Stage
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -17,7 +17,7 @@ from airflow_agent_provider.contracts import DatasetRef
 from airflow_agent_provider.engines import staging
 from airflow_agent_provider.engines.load import Progress, load_dataset
 from airflow_agent_provider.exceptions import LoadError, SchemaConflict, UnsafeIdentifier
-from tests.engines.conftest import Stage
+from tests.support.staging import Stage
 
 DAY = dt.date(2026, 11, 10)
 NEXT_DAY = dt.date(2026, 11, 11)

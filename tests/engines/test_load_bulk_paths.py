@@ -14,7 +14,7 @@ from airflow_agent_provider.engines import load_plan, load_sqlite
 from airflow_agent_provider.engines.load import load_dataset
 from airflow_agent_provider.engines.load_plan import read_ahead
 from airflow_agent_provider.exceptions import LoadError
-from tests.engines.conftest import Stage
+from tests.support.staging import Stage
 
 
 def run(engine: sa.Engine, sql: str) -> list[tuple[Any, ...]]:

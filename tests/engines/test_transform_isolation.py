@@ -74,6 +74,8 @@ ESCAPES = [
     pytest.param("SELECT * FROM (DESCRIBE '{own}')", id="describe-file"),
     pytest.param("SELECT * FROM duckdb_settings()", id="settings-table-function"),
     pytest.param("SELECT * FROM information_schema.tables", id="catalog-view"),
+    pytest.param("SELECT getenv('HOME') AS user_id, 0.0 AS amount", id="environment"),
+    pytest.param("SELECT current_setting('allowed_directories') AS user_id, 0.0 AS amount", id="settings"),
     pytest.param(
         "WITH a AS (FROM '{own}'), \"{own}\" AS (SELECT 1 AS x) SELECT * FROM a", id="cte-named-like-the-file"
     ),

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from airflow_agent_provider.contracts import DatasetRef, StageResult, parse_quality_rules
-from airflow_agent_provider.engines import validate, validate_scan
+from airflow_agent_provider.engines import validate
 from airflow_agent_provider.engines.staging import DatasetWriter, describe
 from airflow_agent_provider.engines.validate import validate_dataset
 from airflow_agent_provider.engines.validate_scan import ColumnStats
@@ -169,8 +169,8 @@ class _Recorder:
 @pytest.fixture
 def queries(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     log: list[str] = []
-    real = validate_scan.connection
-    monkeypatch.setattr(validate, "connection", lambda: _Recorder(real(), log))
+    real = validate.shared_cursor
+    monkeypatch.setattr(validate, "shared_cursor", lambda: _Recorder(real(), log))
     return log
 
 

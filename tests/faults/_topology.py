@@ -29,10 +29,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from tests.agents.support import KEY
-from tests.process._airflow import AirflowApi, bundles, elapsed, fresh_pg_database, wait_healthy
+from tests.process._airflow import AirflowApi, bundles, elapsed, fresh_pg_database, fresh_workdir, wait_healthy
+from tests.process._celery import celery_env, start_components, start_users_api
 from tests.process._procs import ROOT, Proc, Receivers, free_port, stop_all, wait_until
-from tests.process.conftest import fresh_workdir
-from tests.process.test_celery_topology import _env, _start_components, _start_users_api
 
 FAULT_DAGS = Path(__file__).resolve().parent / "dags"
 REDIS_DB = 12
@@ -126,7 +125,7 @@ def _prepare(work: Path, env: dict[str, str], days: list[str]) -> None:
 def _environment(
     work: Path, port: int, metadata_url: str, warehouse_url: str, receivers: Receivers, *, queue: str
 ) -> dict[str, str]:
-    env = _env(work, port, metadata_url, warehouse_url, queue)
+    env = celery_env(work, port, metadata_url, warehouse_url, queue)
     env.update(
         {
             "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
@@ -154,9 +153,9 @@ def celery_airflow() -> Iterator[FaultsAirflow]:
             port, started = free_port(), time.monotonic()
             env = _environment(work, port, meta_url, dw_url, receivers, queue=queue)
             _prepare(work, env, days)
-            procs["users-api"] = _start_users_api(work, env)
+            procs["users-api"] = start_users_api(work, env)
             procs["fake-claude"] = _start_fake_claude(work, env)
-            procs.update(_start_components(work, env, port, queue))
+            procs.update(start_components(work, env, port, queue))
             base_url = f"http://127.0.0.1:{port}"
             wait_healthy(base_url, 240, alive=lambda: all(p.alive() for p in procs.values()))
             airflow = FaultsAirflow(base_url, work / "home", work, env, dw_url, days, receivers, procs)

@@ -31,10 +31,10 @@ from airflow_agent_provider.engines.extract import HttpEndpoint, extract_sources
 from airflow_agent_provider.engines.load import load_dataset
 from airflow_agent_provider.engines.validate import validate_dataset
 from airflow_agent_provider.exceptions import AgentProviderError
-from tests.engines.test_extract import Api, api
-from tests.engines.test_extract import Reply as ApiReply
 from tests.faults._support import assert_explains, query, table_rows, warehouse_digest
 from tests.process._procs import free_port
+from tests.support.http_api import Api, api
+from tests.support.http_api import Reply as ApiReply
 
 __all__ = ["api"]
 

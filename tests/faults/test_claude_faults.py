@@ -28,8 +28,8 @@ from airflow_agent_provider.contracts import Transformation, Usage
 from airflow_agent_provider.exceptions import BudgetExhausted, ModelCallError
 from airflow_agent_provider.testing import FakeClaude, Fault, Reply
 from tests.agents.support import failing_validation
-from tests.conftest import run_dag, task_states, xcom
-from tests.operators.test_branch import BRANCHES, answer, conf, route_seconds, routed_to
+from tests.support.dags import run_dag, task_states, xcom
+from tests.support.routing import BRANCHES, answer, conf, route_seconds, routed_to
 
 # One decision may take at most 3 s: 4 attempts of at most 1 s each, backoff from 0.2 s, waits of 1 s.
 POLICY = CallPolicy(

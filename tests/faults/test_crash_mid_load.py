@@ -311,7 +311,7 @@ class TestLoadThroughAnAirflowPostgresConnection:
     ) -> None:
         from airflow_agent_provider.contracts import StageResult
         from airflow_agent_provider.operators import LoadOperator
-        from tests.operators.conftest import direct_context
+        from tests.support.operators import direct_context
 
         url = sa.make_url(pg_url)
         monkeypatch.setenv("AIRFLOW_CONN_FAULTS_PG", f"postgres://postgres@{url.host}:{url.port}/{url.database}")

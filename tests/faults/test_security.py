@@ -35,9 +35,9 @@ from airflow_agent_provider.engines.validate import validate_dataset
 from airflow_agent_provider.exceptions import ModelCallError, TransformError, UnsafeIdentifier, UnsafeSQL
 from airflow_agent_provider.testing import FakeClaude, Reply
 from tests.agents.support import INJECTION, KEY
-from tests.conftest import task_states, xcom
 from tests.faults._support import query, stage_table, tables, warehouse_digest
 from tests.process._procs import Receivers
+from tests.support.dags import task_states, xcom
 
 HOSTILE_TABLES = [
     "orders; DROP TABLE sentinel",

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import run_dag, task_states, xcom
-from tests.operators.conftest import Sources, warehouse_tables
+from tests.support.dags import run_dag, task_states, xcom
+from tests.support.operators import Sources, warehouse_tables
 
 pytestmark = [pytest.mark.airflow, pytest.mark.usefixtures("airflow_db")]
 

@@ -14,7 +14,7 @@ from airflow_agent_provider.engines import staging
 from airflow_agent_provider.engines.validate import validate_dataset
 from airflow_agent_provider.operators.errors import StageFailed
 from airflow_agent_provider.operators.quarantine import QuarantineFailed, QuarantineOperator
-from tests.operators.conftest import direct_context
+from tests.support.operators import direct_context
 
 EVENTS = pd.DataFrame(
     {

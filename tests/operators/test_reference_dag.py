@@ -23,9 +23,9 @@ from airflow_agent_provider.testing import FakeClaude, Reply
 from scripts.demo_http_server import serve
 from scripts.sample_data import generate
 from tests.agents.support import claude_conn, fake
-from tests.conftest import run_dag, task_states, xcom
 from tests.objectstore import S3Staging
 from tests.process._procs import wait_until
+from tests.support.dags import run_dag, task_states, xcom
 
 __all__ = ["claude_conn", "fake"]
 

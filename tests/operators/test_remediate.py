@@ -18,7 +18,7 @@ from airflow_agent_provider.contracts import StageResult
 from airflow_agent_provider.engines import staging
 from airflow_agent_provider.testing import FakeClaude, Reply
 from tests.agents.support import claude_conn, failing_validation, fake
-from tests.conftest import run_dag, task_states, xcom
+from tests.support.dags import run_dag, task_states, xcom
 
 __all__ = ["claude_conn", "fake"]
 

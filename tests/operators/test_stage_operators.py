@@ -24,7 +24,7 @@ from airflow_agent_provider.operators import (
 )
 from airflow_agent_provider.operators.extract import http_endpoint
 from airflow_agent_provider.operators.load import snapshot_name
-from tests.operators.conftest import Sources, direct_context, warehouse_tables
+from tests.support.operators import Sources, direct_context, warehouse_tables
 
 
 def _extract(staging_root: str, *sources: dict[str, Any], task_id: str = "extract") -> dict[str, Any]:

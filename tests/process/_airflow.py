@@ -1,16 +1,22 @@
-"""A REST client for a running Airflow, and the clean environment its processes start from."""
+"""A REST client for a running Airflow, the clean environment its processes start from, and their work folders."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from tests.process._procs import ROOT, wait_until
+from tests.process._procs import ROOT, Proc, Receivers, wait_until
+
+ARTIFACTS = ROOT / "test-artifacts"
 
 REFERENCE_DAG = "daily_user_engagement"
 # The tasks a healthy day of the reference DAG runs; every other task (the remediation routes) is skipped.
@@ -155,3 +161,49 @@ def wait_healthy(base_url: str, timeout: float, alive: Any = None) -> None:
 
 def elapsed(start: float) -> str:
     return f"{time.monotonic() - start:.1f}s"
+
+
+def fresh_workdir(name: str) -> Path:
+    """``test-artifacts/process/<name>``, emptied: the processes' logs stay there for a post-mortem."""
+    work = ARTIFACTS / "process" / name
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    return work
+
+
+@dataclass
+class LocalAirflow:
+    """A running ``scripts/ui.sh`` and what the tests need to reach it."""
+
+    base_url: str
+    home: Path
+    var: Path
+    env: dict[str, str]
+    receivers: Receivers
+    ui: Proc
+    component_pids: dict[str, int] = field(default_factory=dict)
+    startup_s: float = 0.0
+    _api: AirflowApi | None = None
+
+    @property
+    def api(self) -> AirflowApi:
+        if self._api is None:
+            self._api = AirflowApi(self.base_url)
+        return self._api
+
+    @property
+    def warehouse(self) -> Path:
+        return self.var / "warehouse.db"
+
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run ``airflow <args>`` with the same environment as the running components."""
+        script = 'source scripts/airflow_env.sh && exec airflow "$@"'
+        return subprocess.run(
+            ["bash", "-c", script, "airflow", *args],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )

@@ -9,20 +9,25 @@ Everything is stopped by process group id at the end, and the test checks the gr
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests.process._airflow import AirflowApi, bundles, clean_env, elapsed, fresh_pg_database, wait_healthy
+from tests.process._airflow import (
+    ARTIFACTS,
+    LocalAirflow,
+    bundles,
+    clean_env,
+    elapsed,
+    fresh_pg_database,
+    fresh_workdir,
+    wait_healthy,
+)
 from tests.process._procs import ROOT, Proc, Receivers, free_port, wait_until
 
-ARTIFACTS = ROOT / "test-artifacts"
 STARTUP_TIMEOUT = 240
 
 # Snappy scheduling for tests; no scheduled runs (only the ones the tests create).
@@ -36,44 +41,6 @@ SNAPPY = {
 }
 
 
-@dataclass
-class LocalAirflow:
-    """A running ``scripts/ui.sh`` and what the tests need to reach it."""
-
-    base_url: str
-    home: Path
-    var: Path
-    env: dict[str, str]
-    receivers: Receivers
-    ui: Proc
-    component_pids: dict[str, int] = field(default_factory=dict)
-    startup_s: float = 0.0
-    _api: AirflowApi | None = None
-
-    @property
-    def api(self) -> AirflowApi:
-        if self._api is None:
-            self._api = AirflowApi(self.base_url)
-        return self._api
-
-    @property
-    def warehouse(self) -> Path:
-        return self.var / "warehouse.db"
-
-    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        """Run ``airflow <args>`` with the same environment as the running components."""
-        script = 'source scripts/airflow_env.sh && exec airflow "$@"'
-        return subprocess.run(
-            ["bash", "-c", script, "airflow", *args],
-            env=self.env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-
-
 def _component_pids(run_dir: Path) -> dict[str, int]:
     return {p.stem: int(p.read_text()) for p in run_dir.glob("*.pid")}
 
@@ -84,14 +51,6 @@ def _group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-def fresh_workdir(name: str) -> Path:
-    """``test-artifacts/process/<name>``, emptied: the processes' logs stay there for a post-mortem."""
-    work = ARTIFACTS / "process" / name
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    return work
 
 
 @pytest.fixture(scope="module")

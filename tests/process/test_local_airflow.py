@@ -17,9 +17,8 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.process._airflow import HAPPY_PATH, REFERENCE_DAG
+from tests.process._airflow import HAPPY_PATH, REFERENCE_DAG, LocalAirflow
 from tests.process._procs import wait_until
-from tests.process.conftest import LocalAirflow
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,6 @@ raise :class:`~airflow_agent_provider.exceptions.SourceError` with a cause a dat
 from __future__ import annotations
 
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -22,7 +21,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 LOG_EVERY_S = 5.0
-_URI_CREDENTIALS_RE = re.compile(r"(\w[\w+.-]*://)[^/@\s]+@")
 
 
 class Cancelled(AgentProviderError):
@@ -177,15 +175,6 @@ def rechunk(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
             pending = pending.slice(rows)
     if pending is not None and pending.num_rows:
         yield pending
-
-
-def redact(text: str, secrets: Iterable[Any] = ()) -> str:
-    """Remove credentials from an error text: ``user:password@`` in URIs and any given secret."""
-    cleaned = _URI_CREDENTIALS_RE.sub(r"\1***@", str(text))
-    for secret in secrets:
-        if secret:
-            cleaned = cleaned.replace(str(secret), "***")
-    return cleaned
 
 
 def first_line(text: str, limit: int = 300) -> str:

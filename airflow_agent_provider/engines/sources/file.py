@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_agent_provider.contracts import FileSource
-from airflow_agent_provider.engines.sources import Cancelled, Sink, first_line, rechunk, redact
-from airflow_agent_provider.engines.staging import connect, shared_cursor, sql_literal
+from airflow_agent_provider.engines.sources import Cancelled, Sink, first_line, rechunk
+from airflow_agent_provider.engines.sqlsafe import sql_literal
+from airflow_agent_provider.engines.staging import connect, shared_cursor
 from airflow_agent_provider.exceptions import SourceError
+from airflow_agent_provider.redaction import redact
 
 _NATIVE_ENCODINGS = {"csv": {"utf-8": "utf-8", "iso8859-1": "latin-1"}, "json": {"utf-8": "utf-8"}}
 _GLOB_CHARS = frozenset("*?[")

@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 from airflow_agent_provider.contracts import FileSource, HttpSource, Pagination
-from airflow_agent_provider.engines.sources import Sink, first_line, redact
+from airflow_agent_provider.engines.sources import Sink, first_line
 from airflow_agent_provider.engines.sources.file import extract_file
 from airflow_agent_provider.exceptions import SourceError, SourceUnavailable
+from airflow_agent_provider.redaction import redact
 
 if TYPE_CHECKING:
     import requests

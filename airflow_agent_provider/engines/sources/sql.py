@@ -17,8 +17,9 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from airflow_agent_provider.contracts import SqlSource
-from airflow_agent_provider.engines.sources import Sink, first_line, rechunk, redact
+from airflow_agent_provider.engines.sources import Sink, first_line, rechunk
 from airflow_agent_provider.exceptions import SourceError
+from airflow_agent_provider.redaction import redact
 
 if TYPE_CHECKING:
     import pyarrow as pa

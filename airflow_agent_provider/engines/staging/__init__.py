@@ -8,61 +8,50 @@ opened for them (:mod:`.area`).
 
 One job per module:
 
-- :mod:`.paths` where datasets live: the root, a run's dataset URI, part files, local or fsspec;
+- :mod:`.paths` where datasets live: a run's dataset URI under the root, part files, local or fsspec;
 - :mod:`.writer` :class:`DatasetWriter`, which folds the checksum in as it writes;
 - :mod:`.reader` scanning, describing (rows, types, checksum) and streaming a dataset;
 - :mod:`.connection` bounded in-memory DuckDBs and the process-wide one scans share;
-- :mod:`.types` DuckDB types as the logical types of ``expected_schema``;
 - :mod:`.area` object-store staging roots the operators opened (a ready filesystem per root);
 - :mod:`.retention` when a run's staged data is removed, and removing it.
 
-The names below are the public surface; import them from here.
+The staging root is a setting (``airflow_agent_provider.settings``); logical types and their DuckDB
+types are in ``contracts.types``. Other modules import the names below from here.
 """
 
-from airflow_agent_provider.engines.sqlsafe import quote_ident, sql_literal
 from airflow_agent_provider.engines.staging.connection import ProcessDuckDB, connect, shared_cursor
 from airflow_agent_provider.engines.staging.paths import (
-    DEFAULT_STAGING_ENV,
     StagingError,
     dataset_bytes,
-    default_root,
     part_files,
     safe_segment,
     stage_uri,
 )
 from airflow_agent_provider.engines.staging.reader import (
     arrow_dataset,
-    checksum_sql,
     columns_of,
     describe,
     iter_batches,
     read_frame,
     scan_sql,
 )
-from airflow_agent_provider.engines.staging.types import logical_type
-from airflow_agent_provider.engines.staging.writer import COMPRESSION, DatasetWriter
+from airflow_agent_provider.engines.staging.writer import DatasetWriter, write_query
 
 __all__ = [
-    "COMPRESSION",
-    "DEFAULT_STAGING_ENV",
     "DatasetWriter",
     "ProcessDuckDB",
     "StagingError",
     "arrow_dataset",
-    "checksum_sql",
     "columns_of",
     "connect",
     "dataset_bytes",
-    "default_root",
     "describe",
     "iter_batches",
-    "logical_type",
     "part_files",
-    "quote_ident",
     "read_frame",
     "safe_segment",
     "scan_sql",
     "shared_cursor",
-    "sql_literal",
     "stage_uri",
+    "write_query",
 ]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from airflow_agent_provider.engines.settings import current
 from airflow_agent_provider.engines.sqlsafe import sql_literal
 from airflow_agent_provider.engines.staging import area as staging_area
 
@@ -17,13 +17,13 @@ if TYPE_CHECKING:
 
 
 def connect(*, memory_limit: str | None = None, threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with bounded memory that spills to a temp folder."""
+    """An in-memory DuckDB with bounded memory (default: the ``duckdb_memory`` setting) that spills to disk."""
     import duckdb
 
+    settings = current()
     con = duckdb.connect(":memory:")
-    limit = memory_limit or os.environ.get("AGENT_PROVIDER_DUCKDB_MEMORY", "1GB")
-    con.execute(f"SET memory_limit = {sql_literal(limit)}")
-    con.execute(f"SET temp_directory = {sql_literal(tempfile.gettempdir() + '/agent_provider_duckdb')}")
+    con.execute(f"SET memory_limit = {sql_literal(memory_limit or settings.duckdb_memory)}")
+    con.execute(f"SET temp_directory = {sql_literal(settings.spill_folder)}")
     con.execute("SET preserve_insertion_order = false")
     con.execute("SET enable_progress_bar = false")
     if threads:

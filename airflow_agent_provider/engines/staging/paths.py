@@ -1,4 +1,4 @@
-"""Where staged datasets live: the staging root, a run's dataset URI, and its part files.
+"""Where staged datasets live: a run's dataset URI under the staging root, and its part files.
 
 Local folders (or ``file://``) are used in place; any other URI is under an object-store staging
 root that the operators opened (:mod:`airflow_agent_provider.engines.staging.area`): written through
@@ -13,11 +13,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from airflow_agent_provider.contracts.specs import check_name
+from airflow_agent_provider.contracts.identifiers import check_name
 from airflow_agent_provider.exceptions import AgentProviderError
 
 _SEGMENT_RE = re.compile(r"[^A-Za-z0-9._-]+")
-DEFAULT_STAGING_ENV = "AGENT_PROVIDER_STAGING_ROOT"
 
 
 class StagingError(AgentProviderError):
@@ -31,15 +30,6 @@ def safe_segment(value: str) -> str:
         return value
     digest = hashlib.sha256(str(value).encode()).hexdigest()[:8]
     return f"{cleaned[:80]}-{digest}"
-
-
-def default_root() -> str:
-    """The staging root: ``$AGENT_PROVIDER_STAGING_ROOT``, else ``$AIRFLOW_HOME/staging``."""
-    root = os.environ.get(DEFAULT_STAGING_ENV)
-    if root:
-        return root
-    home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
-    return os.path.join(home, "staging")
 
 
 def is_local(uri: str) -> bool:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from airflow_agent_provider.contracts import DatasetRef
+from airflow_agent_provider.contracts.types import logical_type
 from airflow_agent_provider.engines.sqlsafe import quote_ident, sql_literal
 from airflow_agent_provider.engines.staging.connection import shared_cursor
 from airflow_agent_provider.engines.staging.paths import (
@@ -16,7 +17,6 @@ from airflow_agent_provider.engines.staging.paths import (
     part_files,
     remote_part_paths,
 )
-from airflow_agent_provider.engines.staging.types import logical_type
 
 if TYPE_CHECKING:
     import duckdb

@@ -16,6 +16,7 @@ from airflow_agent_provider.engines.staging.paths import clear, filesystem, is_l
 from airflow_agent_provider.engines.staging.reader import checksum_sql, columns_of, dataset_ref, describe, scan_sql
 
 if TYPE_CHECKING:
+    import duckdb
     import pandas as pd
     import pyarrow as pa
 
@@ -78,6 +79,15 @@ class DatasetWriter:
             return dataset_ref(self.uri, self.rows, types, self._checksum.total)
         finally:
             con.close()
+
+
+def write_query(con: duckdb.DuckDBPyConnection, sql: str, uri: str, batch_rows: int = 500_000) -> DatasetRef:
+    """Stage the rows of a DuckDB query at ``uri``, batch by batch."""
+    reader = con.sql(sql).to_arrow_reader(batch_rows)
+    writer = DatasetWriter(uri)
+    for batch in reader:
+        writer.write(batch)
+    return writer.finish(reader.schema)
 
 
 class _RunningChecksum:
