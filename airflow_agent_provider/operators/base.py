@@ -24,10 +24,13 @@ DEFAULT_CLAUDE_CONN_ID = "anthropic_default"
 DECISION_KEY = "decision"  # the XCom key of a routing decision (``contracts.RouteDecision``)
 
 
-class StageOperator(LineageMixin, BaseOperator):
+class StageOperator(BaseOperator, LineageMixin):
     """One stage of the pipeline; ``stage`` names it in stage results, the run's report and alerts.
 
     Every stage reports its lineage to OpenLineage (``LineageMixin``) when that provider is installed.
+    The mixin comes after ``BaseOperator``: Airflow's operator metaclass compares ``__init__`` with the
+    first base's, and a mixin first made it re-wrap ``BaseOperator.__init__``, whose ``inlets=None``
+    default then broke mapped tasks (``partial().expand()``).
     """
 
     stage: ClassVar[StageName]
