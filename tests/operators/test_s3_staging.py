@@ -16,10 +16,10 @@ import pytest
 
 from airflow_agent_provider.engines.staging import retention as staging_retention
 from airflow_agent_provider.operators import ExtractOperator, StageFailed
-from tests.conftest import run_dag, task_states, xcom
 from tests.objectstore import Keys, MotoS3, S3Staging
-from tests.operators.conftest import Sources, direct_context
 from tests.process._procs import wait_until
+from tests.support.dags import run_dag, task_states, xcom
+from tests.support.operators import Sources, direct_context
 
 STAGES = ["extract", "validate", "transform", "load", "report"]
 
