@@ -3,12 +3,12 @@
 The staged Parquet is read through DuckDB, which also answers every question about the data
 before the warehouse is touched: column names (checked as identifiers), duplicate and NULL keys,
 and whether values fit the existing columns. Then one warehouse transaction snapshots the target
-when asked, creates or widens it, bulk-copies the rows (COPY on PostgreSQL, with the next
-batch encoded meanwhile; multi-row ``INSERT`` statements through ``executemany`` on SQLite) into a
-temporary table merged into the target (``INSERT ... ON CONFLICT`` for an upsert),
-or straight into the target when there is nothing to merge with (a new or replaced table, a plain
-append; a new PostgreSQL table gets its primary key after the COPY, one bulk index build), and
-checks the result. A failed check or any error rolls everything back.
+when asked, creates or widens it, bulk-copies the rows (COPY on PostgreSQL, ADBC's
+``adbc_ingest`` of the Arrow batches on SQLite; the next batch read meanwhile) into a temporary
+table merged into the target (``INSERT ... ON CONFLICT`` for an upsert), or straight into the
+target when there is nothing to merge with (a new or replaced table, a plain append; a new
+PostgreSQL table gets its primary key after the COPY, one bulk index build), and checks the
+result. A failed check or any error rolls everything back.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def open_warehouse(engine: sqlalchemy.engine.Engine) -> Warehouse:
     if name == "sqlite":
         from airflow_agent_provider.engines.load_sqlite import SqliteWarehouse
 
-        return SqliteWarehouse(engine.raw_connection())
+        return SqliteWarehouse.open(engine)
     if name == "postgresql":
         from airflow_agent_provider.engines.load_postgres import PostgresWarehouse
 
@@ -162,7 +162,8 @@ def load_dataset(
     :param engine: the warehouse; its dialect is ``sqlite`` or ``postgresql``.
     :param target_table: ``table`` or ``schema.table`` (PostgreSQL); created when missing.
     :param load_strategy: ``insert`` appends, ``upsert`` inserts or updates by key, ``replace``
-        empties the table (keeping it, its indexes and grants) and inserts.
+        empties the table (keeping it, its indexes and grants) and inserts; on PostgreSQL it
+        empties it with ``TRUNCATE`` in the load's transaction (readers wait for the commit).
     :param upsert_key: the key columns; required for ``upsert``, the primary key of a new table.
     :param create_snapshot_before_load: copy the current table first (same transaction).
     :param snapshot_name: the snapshot's name; default ``<table>__snapshot_<utc time>``.
@@ -238,7 +239,7 @@ class _LoadRun:
         added = self._prepare(existing)
         before = wh.count(table) if existing is not None else 0
         replacing = self.request.strategy == "replace" and existing is not None
-        deleted = wh.execute(f"DELETE FROM {table.sql}") if replacing else 0
+        deleted = wh.empty(table, before) if replacing else 0
         written = self._write()
         after = written if self.created else wh.count(table)  # a new table holds what the database reported
         validation = self._checks(before, after)

@@ -101,6 +101,10 @@ class Warehouse(ABC):
     def add_column(self, table: TableName, name: str, logical: str) -> None:
         self.execute(f"ALTER TABLE {table.sql} ADD COLUMN {quote(name)} {self.ddl_type(logical)}")
 
+    def empty(self, table: TableName, rows: int) -> int:
+        """Delete every row of ``table`` (which holds ``rows``) inside the transaction; returns the rows deleted."""
+        return self.execute(f"DELETE FROM {table.sql}")
+
     def snapshot(self, table: TableName, snapshot: TableName) -> None:
         self.execute(f"DROP TABLE IF EXISTS {snapshot.sql}")
         self.execute(f"CREATE TABLE {snapshot.sql} AS SELECT * FROM {table.sql}")
