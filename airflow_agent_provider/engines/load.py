@@ -299,6 +299,7 @@ class _LoadRun:
             written = self._copy_into(self.table.sql)
             if self.created and self.request.key and self.wh.key_after_write:
                 self.wh.add_primary_key(self.table, self.request.key)  # refuses duplicates like the inline key
+            self.wh.rebuild_indexes()  # an emptied table's keys and indexes, built once after the write
             return written
         self.stage = self.wh.create_stage([(c.name, c.target) for c in self.columns])
         self._copy_into(self.stage)

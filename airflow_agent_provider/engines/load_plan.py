@@ -105,6 +105,10 @@ class Warehouse(ABC):
         """Delete every row of ``table`` (which holds ``rows``) inside the transaction; returns the rows deleted."""
         return self.execute(f"DELETE FROM {table.sql}")
 
+    def rebuild_indexes(self) -> None:
+        """Build again what :meth:`empty` set aside for the bulk write (nothing, unless a dialect does)."""
+        return None
+
     def snapshot(self, table: TableName, snapshot: TableName) -> None:
         self.execute(f"DROP TABLE IF EXISTS {snapshot.sql}")
         self.execute(f"CREATE TABLE {snapshot.sql} AS SELECT * FROM {table.sql}")

@@ -114,7 +114,8 @@ class TestNewTableKeys:
 
 
 class TestPostgresReplace:
-    """A PostgreSQL replace empties the table with TRUNCATE, unless foreign keys or DELETE triggers need a DELETE."""
+    """A PostgreSQL replace empties the table with TRUNCATE (unless foreign keys or DELETE triggers need a DELETE)
+    and builds its key and indexes after the bulk write."""
 
     def prepared(self, pg_url: str, extra: str = "") -> sa.Engine:
         engine = sa.create_engine(pg_url)
@@ -124,6 +125,9 @@ class TestPostgresReplace:
         if extra:
             run(engine, extra)
         return engine
+
+    def indexes(self, engine: sa.Engine) -> list[tuple[Any, ...]]:
+        return run(engine, "SELECT indexname FROM pg_indexes WHERE tablename = 'ev' ORDER BY 1")
 
     def relfilenode(self, engine: sa.Engine) -> int:
         return int(run(engine, "SELECT relfilenode FROM pg_class WHERE relname = 'ev'")[0][0])
@@ -137,8 +141,7 @@ class TestPostgresReplace:
         assert run(engine, "SELECT id, s FROM ev ORDER BY id") == [(7, "a"), (8, "b")]
         assert self.relfilenode(engine) != files  # TRUNCATE gave it new files; a DELETE keeps them
         assert (result.metrics["rows_deleted"], result.metrics["rows_inserted"]) == (40, 2)
-        indexes = run(engine, "SELECT indexname FROM pg_indexes WHERE tablename = 'ev' ORDER BY 1")
-        assert indexes == [("ev_pkey",), ("ev_s",)]
+        assert self.indexes(engine) == [("ev_pkey",), ("ev_s",)]
         engine.dispose()
 
     def test_a_failed_write_after_the_truncate_brings_the_old_rows_back(self, pg_url: str, stage: Stage) -> None:
@@ -146,6 +149,28 @@ class TestPostgresReplace:
         with pytest.raises(LoadError, match="rolled back"):  # s is NOT NULL: the COPY fails after the TRUNCATE
             load_dataset(stage({"id": [7], "s": [None]}), engine=engine, target_table="ev", load_strategy="replace")
         assert run(engine, "SELECT count(*), min(s) FROM ev") == [(40, "old 1")]
+        assert self.indexes(engine) == [("ev_pkey",), ("ev_s",)]  # dropped for the write, restored by the rollback
+        engine.dispose()
+
+    def test_the_key_and_indexes_are_built_after_the_write(self, pg_url: str, stage: Stage) -> None:
+        engine = self.prepared(pg_url)
+        definitions = run(engine, "SELECT indexdef FROM pg_indexes WHERE tablename = 'ev' ORDER BY 1")
+        keys = run(engine, "SELECT oid FROM pg_class WHERE relname IN ('ev_pkey', 'ev_s') ORDER BY relname")
+        load_dataset(stage({"id": [7, 8], "s": ["a", "b"]}), engine=engine, target_table="ev", load_strategy="replace")
+        assert run(engine, "SELECT indexdef FROM pg_indexes WHERE tablename = 'ev' ORDER BY 1") == definitions
+        assert run(engine, "SELECT oid FROM pg_class WHERE relname IN ('ev_pkey', 'ev_s') ORDER BY relname") != keys
+        assert sa.inspect(engine).get_pk_constraint("ev")["name"] == "ev_pkey"
+        engine.dispose()
+
+    def test_a_key_something_depends_on_stays_in_place(self, pg_url: str, stage: Stage) -> None:
+        """A view grouping by the key relies on the primary key: it cannot be dropped, so the write keeps it."""
+        view = "CREATE VIEW ev_by_id AS SELECT id, s, count(*) AS n FROM ev GROUP BY id"
+        engine = self.prepared(pg_url, view)
+        keys = run(engine, "SELECT oid FROM pg_class WHERE relname = 'ev_pkey'")
+        load_dataset(stage({"id": [7, 8], "s": ["a", "b"]}), engine=engine, target_table="ev", load_strategy="replace")
+        assert run(engine, "SELECT id, s, n FROM ev_by_id ORDER BY id") == [(7, "a", 1), (8, "b", 1)]
+        assert run(engine, "SELECT oid FROM pg_class WHERE relname = 'ev_pkey'") == keys
+        assert self.indexes(engine) == [("ev_pkey",), ("ev_s",)]
         engine.dispose()
 
     def test_a_table_that_foreign_keys_point_at_is_emptied_with_delete(self, pg_url: str, stage: Stage) -> None:
