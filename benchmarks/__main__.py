@@ -106,7 +106,7 @@ def _url(urls: dict[str, str], warehouse: str, label: str) -> str:
 def measure_cell(
     urls: dict[str, str], size: str, warehouse: str, target: str, way: str, *, strategy: str | None = None
 ) -> dict[str, Any]:
-    label = f"{size}-{target}-{way}" + (f"-{strategy}" if strategy else "")
+    label = f"{size}-{warehouse}-{target}-{way}" + (f"-{strategy}" if strategy else "")
     spec = {"way": way, "size": size, "url": _url(urls, warehouse, label), "target": target,
             "scratch": str(scratch() / label)}  # fmt: skip
     if strategy:  # upsert and replace are reruns: the table already holds the same rows

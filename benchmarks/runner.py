@@ -145,6 +145,7 @@ def child_main(spec_text: str) -> int:
     """The child side of :func:`spawn`: measure, print one JSON line, exit 0 (or 1 with an error)."""
     spec = json.loads(spec_text)
     scratch = Path(spec["scratch"])
+    shutil.rmtree(scratch, ignore_errors=True)  # what a killed measurement left (dlt would retry its pending load)
     try:
         result = _measure(spec, scratch)
         code = 0
