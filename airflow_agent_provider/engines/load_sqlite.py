@@ -7,8 +7,8 @@ Measured against Python rows (``executemany`` of multi-row ``INSERT`` statements
 2.7x less CPU for the same 1M-row write (benchmarks/README.md). The driver carries its own SQLite
 library: the file format and locks are SQLite's own, so other processes (parallel backfill runs,
 Python's ``sqlite3``) are excluded as before. Within one process, POSIX locks cannot tell two SQLite
-libraries apart: do not write the warehouse file through Python's ``sqlite3`` in the process that
-runs a load, at the same time.
+libraries apart (and closing a file drops all of the process's locks on it): the load opens no
+``sqlite3`` connection, and nothing else in its process may use one on the warehouse file meanwhile.
 
 SQLite has no DATE, TIMESTAMP or BOOLEAN storage: dates and timestamps are kept as ISO text,
 booleans as 0/1 integers. Two float values cannot be kept: SQLite stores NaN as NULL, and -0.0
