@@ -203,7 +203,7 @@ def strategies(cells: list[dict[str, Any]], e2e_cells: list[dict[str, Any]]) -> 
                              if "peak_rss_kib" in cell},
             "naive_insert_seconds": naive.get((size, warehouse)) if strategy == "insert" else None,
             "dlt_over_ours": ahead, "goal_met": None if ahead is None else ahead > 1.0,
-            "same_table": len(sums) == 2 and len(set(sums.values())) == 1,
+            "same_table": len(set(sums.values())) == 1 if len(sums) == 2 else None,  # None: one contender only
             "rows": next(iter(sums.values()), (None, ""))[0],
             "sha256": next(iter(sums.values()), (None, ""))[1],
             "pipeline_stages": ok.get("pipeline", {}).get("stages", {}),
@@ -223,7 +223,8 @@ def strategies_table(rows: list[dict[str, Any]]) -> list[str]:
     ]
     for r in rows:
         s, c, m = r["seconds"], r["cpu_seconds"], r["peak_rss_mib"]
-        sha = f"{'yes' if r['same_table'] else 'NO'} ({r['rows']}, {r['sha256'][:12]})"
+        same = {True: "yes", False: "NO", None: "n/a"}[r["same_table"]]
+        sha = f"{same} ({r['rows']}, {r['sha256'][:12]})"
         out.append(
             f"| {r['size']} | {r['warehouse']} | {r['strategy']} "
             f"| {_fmt(s.get('pipeline'))} ({_fmt(c.get('pipeline'))}) | {_fmt(s.get('dlt'))} ({_fmt(c.get('dlt'))}) "
