@@ -19,11 +19,24 @@ from benchmarks import report, workload
 from benchmarks.runner import child_main, spawn
 from benchmarks.workload import REPO, bench_dir
 
-SECTIONS = ("e2e", "xcom", "parse", "parallel", "agents", "dagrun")
+SECTIONS = ("e2e", "xcom", "strategies", "parse", "parallel", "agents", "dagrun")
+STRATEGIES = ("insert", "upsert", "replace")
 WAYS = ("pipeline", "naive", "limit")
 MODES: dict[str, dict[str, Any]] = {
-    "quick": {"sizes": "100k,1m", "samples": 5, "failing": (10, 1_000, 100_000, 1_000_000), "sections": SECTIONS},
-    "full": {"sizes": "100k,1m,10m", "samples": 11, "failing": (10, 1_000, 100_000, 1_000_000), "sections": SECTIONS},
+    "quick": {
+        "sizes": "100k,1m",
+        "strategy_sizes": "1m",
+        "samples": 5,
+        "failing": (10, 1_000, 100_000, 1_000_000),
+        "sections": SECTIONS,
+    },
+    "full": {
+        "sizes": "100k,1m,10m",
+        "strategy_sizes": "1m,10m",
+        "samples": 11,
+        "failing": (10, 1_000, 100_000, 1_000_000),
+        "sections": SECTIONS,
+    },
 }
 
 
@@ -42,6 +55,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--ways", default=",".join(WAYS), help="pipeline, naive, limit, naive_multi")
     parser.add_argument("--with-multi", action="store_true", help="also measure to_sql(method='multi')")
     parser.add_argument("--sections", help=", ".join(SECTIONS))
+    parser.add_argument(
+        "--strategies", default=",".join(STRATEGIES), help="strategies section: " + ", ".join(STRATEGIES)
+    )
+    parser.add_argument("--strategy-sizes", help="strategies section (ours vs dlt, fact target): sizes")
     parser.add_argument("--samples", type=int, help="parse-cost samples (fresh interpreters) per target")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "latest.json")
     parser.add_argument("--markdown", type=Path, help="default: var/bench/latest.md")
@@ -57,6 +74,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.warehouses, args.targets = args.warehouses.split(","), args.targets.split(",")
     args.ways = args.ways.split(",") + (["naive_multi"] if args.with_multi else [])
     args.sections = args.sections.split(",") if args.sections else list(defaults["sections"])
+    args.strategies = args.strategies.split(",")
+    args.strategy_sizes = (args.strategy_sizes or defaults["strategy_sizes"]).split(",")
     for size in args.sizes:
         workload.size_rows(size)
     return args
@@ -84,16 +103,24 @@ def _url(urls: dict[str, str], warehouse: str, label: str) -> str:
     return sqlite_url(scratch() / "sqlite", label) if warehouse == "sqlite" else urls[warehouse]
 
 
-def measure_cell(urls: dict[str, str], size: str, warehouse: str, target: str, way: str) -> dict[str, Any]:
-    label = f"{size}-{target}-{way}"
+def measure_cell(
+    urls: dict[str, str], size: str, warehouse: str, target: str, way: str, *, strategy: str | None = None
+) -> dict[str, Any]:
+    label = f"{size}-{warehouse}-{target}-{way}" + (f"-{strategy}" if strategy else "")
     spec = {"way": way, "size": size, "url": _url(urls, warehouse, label), "target": target,
             "scratch": str(scratch() / label)}  # fmt: skip
+    if strategy:  # upsert and replace are reruns: the table already holds the same rows
+        spec |= {"strategy": strategy, "rerun": strategy != "insert"}
     cell = spawn(spec) | {"size": size, "warehouse": warehouse, "target": target, "way": way}
+    if strategy:
+        cell["strategy"] = strategy
     if warehouse == "sqlite":
-        Path(spec["url"].removeprefix("sqlite:///")).unlink(missing_ok=True)
+        database = Path(spec["url"].removeprefix("sqlite:///"))
+        for path in database.parent.glob(f"{database.name}*"):  # journals, dlt's attached staging files
+            path.unlink(missing_ok=True)
     shown = f"{cell['seconds']:.2f} s, peak {cell['peak_rss_kib'] / 1024:.0f} MiB" if "seconds" in cell else "ERROR"
     check = cell.get("checksum", {})
-    say(f"  {size:>5} {warehouse:<8} {target:<5} {way:<11} {shown}  rows={check.get('rows')} "
+    say(f"  {size:>5} {warehouse:<8} {target:<5} {way:<11} {strategy or '':<7} {shown}  rows={check.get('rows')} "
         f"sha256={str(check.get('sha256'))[:12]}  load={cell['load_avg_1m']:.1f}"
         + (f"  {cell['error'][:400]}" if "error" in cell else ""))  # fmt: skip
     return cell
@@ -144,6 +171,19 @@ def run_e2e(args: argparse.Namespace, results: dict[str, Any]) -> None:
     results["memory"] = report.memory(cells, args.sizes)
 
 
+def run_strategies(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """Ours and dlt on the fact target, per strategy: fresh processes, the same table checked."""
+    cells: list[dict[str, Any]] = []
+    with warehouses(args.warehouses) as urls:
+        for size in args.strategy_sizes:
+            for warehouse in args.warehouses:
+                for strategy in args.strategies:
+                    for way in ("pipeline", "dlt"):
+                        cells.append(measure_cell(urls, size, warehouse, "fact", way, strategy=strategy))
+    results["strategy_cells"] = cells
+    results["strategies"] = report.strategies(cells, results.get("cells", []))
+
+
 def xcom_sizes(results: dict[str, Any], sizes: list[str]) -> None:
     def largest(cells: list[dict[str, Any]], size: str) -> dict[str, int]:
         found: dict[str, int] = {}
@@ -163,6 +203,8 @@ def rerender(path: Path, markdown: Path) -> int:
 
     results = json.loads(path.read_text())
     sizes = [s for s in workload.SIZES if any(c["size"] == s for c in results.get("cells", []))]
+    if results.get("strategy_cells"):
+        results["strategies"] = report.strategies(results["strategy_cells"], results.get("cells", []))
     if results.get("cells"):
         results["comparisons"] = report.comparisons(results["cells"])
         results["memory"] = report.memory(results["cells"], sizes)
@@ -187,6 +229,10 @@ def main(argv: list[str]) -> int:
         run_e2e(args, results)
         if "xcom" in args.sections:
             xcom_sizes(results, args.sizes)
+    if "strategies" in args.sections:
+        say("Ours vs dlt, fact target, per strategy (upsert and replace are reruns; fresh process each):")
+        _workloads(args.strategy_sizes)
+        run_strategies(args, results)
     _probes(args, results)
     results["load_avg_end"] = _load()
     results["elapsed_s"] = round(time.perf_counter() - started, 1)

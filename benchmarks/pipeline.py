@@ -29,8 +29,11 @@ def xcom_bytes(result: Any) -> int:
     return len(json.dumps(result.model_dump(mode="json")).encode())
 
 
-def run_pipeline(workload: Workload, url: str, target: Target, staging: str) -> dict[str, Any]:
-    """Extract, validate, transform and load ``target``; returns stage timings and XCom sizes."""
+def run_pipeline(
+    workload: Workload, url: str, target: Target, staging: str, *, strategy: str = "upsert"
+) -> dict[str, Any]:
+    """Extract, validate, transform and load ``target`` (``strategy``, keyed by the target's key); returns
+    stage timings and XCom sizes."""
     from airflow_agent_provider.contracts import parse_sources
     from airflow_agent_provider.engines.extract import extract_sources
 
@@ -46,7 +49,7 @@ def run_pipeline(workload: Workload, url: str, target: Target, staging: str) -> 
     with clock("transform"):
         results["transform"] = _transform(inputs, target, f"{staging}/transform/{target.table}")
     with clock("load"):
-        results["load"] = _load(results["transform"].dataset(target.table), url, target)
+        results["load"] = _load(results["transform"].dataset(target.table), url, target, strategy)
     return clock.summary() | {
         "rows": results["load"].metrics["rows_loaded"],
         "xcom_bytes": {stage: xcom_bytes(result) for stage, result in results.items()},
@@ -77,7 +80,7 @@ def _transform(inputs: Any, target: Target, output_uri: str) -> Any:
     )
 
 
-def _load(ref: Any, url: str, target: Target) -> Any:
+def _load(ref: Any, url: str, target: Target, strategy: str) -> Any:
     import sqlalchemy as sa
 
     from airflow_agent_provider.engines.load import load_dataset
@@ -85,7 +88,7 @@ def _load(ref: Any, url: str, target: Target) -> Any:
     engine = sa.create_engine(url)
     try:
         return load_dataset(
-            ref, engine=engine, target_table=target.table, load_strategy="upsert", upsert_key=list(target.key)
+            ref, engine=engine, target_table=target.table, load_strategy=strategy, upsert_key=list(target.key)
         )
     finally:
         engine.dispose()

@@ -176,6 +176,70 @@ def stages_table(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+# ---------------------------------------------------------------- ours vs dlt, per strategy
+
+
+def strategies(cells: list[dict[str, Any]], e2e_cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (size, warehouse, strategy): ours and dlt, the ratio, and whether the tables agree.
+
+    Naive pandas appends (``to_sql``): its fact figure from the end-to-end section stands beside ``insert``.
+    """
+    grouped: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for cell in cells:
+        grouped.setdefault((cell["size"], cell["warehouse"], cell["strategy"]), {})[cell["way"]] = cell
+    naive = {(c["size"], c["warehouse"]): c.get("seconds") for c in e2e_cells
+             if c["way"] == "naive" and c["target"] == "fact" and "error" not in c}  # fmt: skip
+    rows = []
+    for (size, warehouse, strategy), ways in grouped.items():
+        ok = {way: cell for way, cell in ways.items() if "error" not in cell}
+        seconds = {way: cell.get("seconds") for way, cell in ok.items()}
+        sums = {way: (cell["checksum"]["rows"], cell["checksum"]["sha256"]) for way, cell in ok.items()
+                if "checksum" in cell}  # fmt: skip
+        ahead = _ratio(seconds.get("dlt"), seconds.get("pipeline"))
+        rows.append({
+            "size": size, "warehouse": warehouse, "strategy": strategy, "seconds": seconds,
+            "cpu_seconds": {way: cell.get("cpu_seconds") for way, cell in ok.items()},
+            "peak_rss_mib": {way: round(cell["peak_rss_kib"] / MiB, 1) for way, cell in ok.items()
+                             if "peak_rss_kib" in cell},
+            "naive_insert_seconds": naive.get((size, warehouse)) if strategy == "insert" else None,
+            "dlt_over_ours": ahead, "goal_met": None if ahead is None else ahead > 1.0,
+            "same_table": len(set(sums.values())) == 1 if len(sums) == 2 else None,  # None: one contender only
+            "rows": next(iter(sums.values()), (None, ""))[0],
+            "sha256": next(iter(sums.values()), (None, ""))[1],
+            "pipeline_stages": ok.get("pipeline", {}).get("stages", {}),
+            "errors": {way: cell["error"] for way, cell in ways.items() if "error" in cell},
+            "load_avg_1m": {way: round(cell.get("load_avg_1m", 0.0), 2) for way, cell in ways.items()},
+        })  # fmt: skip
+    return rows
+
+
+def strategies_table(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return ["- not run (`--sections strategies`)"]
+    out = [
+        "| size | warehouse | strategy | ours s (cpu) | dlt s (cpu) | naive s | dlt / ours (goal > 1) "
+        "| peak MiB ours / dlt | same table (rows, sha256) |",
+        "|---|---|---|---:|---:|---:|---|---|---|",
+    ]
+    for r in rows:
+        s, c, m = r["seconds"], r["cpu_seconds"], r["peak_rss_mib"]
+        same = {True: "yes", False: "NO", None: "n/a"}[r["same_table"]]
+        sha = f"{same} ({r['rows']}, {r['sha256'][:12]})"
+        out.append(
+            f"| {r['size']} | {r['warehouse']} | {r['strategy']} "
+            f"| {_fmt(s.get('pipeline'))} ({_fmt(c.get('pipeline'))}) | {_fmt(s.get('dlt'))} ({_fmt(c.get('dlt'))}) "
+            f"| {_fmt(r['naive_insert_seconds'])} "
+            f"| {_fmt(r['dlt_over_ours'], 'x')} ({verdict(r['goal_met'])}) "
+            f"| {_fmt(m.get('pipeline'))} / {_fmt(m.get('dlt'))} | {sha} |"
+        )
+    out += [
+        f"- error in {r['size']}/{r['warehouse']}/{r['strategy']} {way}: {err[:300]}"
+        for r in rows
+        for way, err in r["errors"].items()
+    ]
+    return out
+
+
 # ---------------------------------------------------------------- memory and XCom
 
 
@@ -340,6 +404,10 @@ def render(results: dict[str, Any]) -> str:
         "Our stages, wall seconds (process CPU seconds):",
         "",
         *stages_table(results.get("comparisons", [])),
+        "",
+        "#### Ours vs dlt, fact target, per strategy (upsert and replace: a rerun onto the same rows)",
+        "",
+        *strategies_table(results.get("strategies", [])),
         "",
         "### 2. Peak RSS (fresh process per measurement)",
         "",

@@ -26,10 +26,27 @@ from typing import Any
 from benchmarks.workload import REPO
 
 PRELOAD = {
-    "pipeline": ["duckdb", "pyarrow.parquet", "pyarrow.dataset", "sqlalchemy", "psycopg2", "fsspec"],
+    "pipeline": [
+        "duckdb",
+        "pyarrow.parquet",
+        "pyarrow.dataset",
+        "sqlalchemy",
+        "psycopg2",
+        "fsspec",
+        "adbc_driver_sqlite.dbapi",
+    ],
     "naive": ["pandas", "sqlalchemy", "psycopg2"],
     "naive_multi": ["pandas", "sqlalchemy", "psycopg2"],
-    "limit": ["duckdb", "pyarrow.csv", "sqlalchemy", "psycopg2"],
+    "limit": ["duckdb", "pyarrow.csv", "sqlalchemy", "psycopg2", "adbc_driver_sqlite.dbapi"],
+    "dlt": [
+        "dlt",
+        "dlt.destinations",
+        "duckdb",
+        "pyarrow.parquet",
+        "sqlalchemy",
+        "psycopg2",
+        "adbc_driver_postgresql.dbapi",
+    ],
 }
 ENGINE_MODULES = ["extract", "validate", "transform", "load", "load_sqlite", "load_postgres"]
 
@@ -128,6 +145,7 @@ def child_main(spec_text: str) -> int:
     """The child side of :func:`spawn`: measure, print one JSON line, exit 0 (or 1 with an error)."""
     spec = json.loads(spec_text)
     scratch = Path(spec["scratch"])
+    shutil.rmtree(scratch, ignore_errors=True)  # what a killed measurement left (dlt would retry its pending load)
     try:
         result = _measure(spec, scratch)
         code = 0
@@ -141,7 +159,7 @@ def child_main(spec_text: str) -> int:
 
 
 def _measure(spec: dict[str, Any], scratch: Path) -> dict[str, Any]:
-    from benchmarks import baselines, dagrun, economy, pipeline, probes, warehouse, workload
+    from benchmarks import dagrun, economy, probes, warehouse, workload
 
     if spec.get("probe") == "parallel":
         return probes.parallel_extraction(scratch)
@@ -150,23 +168,45 @@ def _measure(spec: dict[str, Any], scratch: Path) -> dict[str, Any]:
     if spec.get("probe") == "dagrun":
         return dagrun.measure()
 
-    for module in PRELOAD[spec["way"]]:
-        importlib.import_module(module)
-    if spec["way"] == "pipeline":
-        for module in ENGINE_MODULES:
-            importlib.import_module(f"airflow_agent_provider.engines.{module}")
+    _preload(spec["way"])
     work, target, url = workload.ensure(spec["size"]), workload.TARGETS[spec["target"]], spec["url"]
     warehouse.drop_table(url, target.table)
+    if spec["way"] == "dlt":
+        warehouse.drop_dlt(url, "public")
     scratch.mkdir(parents=True, exist_ok=True)
     os.environ["AGENT_PROVIDER_STAGING_ROOT"] = str(scratch / "staging")
+    strategy = spec.get("strategy", "upsert")
+    if spec.get("rerun"):  # the table already holds these rows, written the same way: not timed
+        _run_way(spec["way"], work, url, target, scratch / "first", strategy=strategy)
     import_rss = current_rss_kib()
-    if spec["way"] == "pipeline":
-        result = pipeline.run_pipeline(work, url, target, str(scratch / "staging"))
-    elif spec["way"] == "limit":
-        result = baselines.duckdb_limit(work, url, target)
-    else:
-        result = baselines.naive_pandas(work, url, target, method="multi" if spec["way"] == "naive_multi" else None)
+    reset_peak_rss()
+    result = _run_way(spec["way"], work, url, target, scratch / "timed", strategy=strategy)
     result |= {"peak_rss_kib": max(result.get("peak_rss_kib", 0), peak_rss_kib()), "import_rss_kib": import_rss}
     if spec.get("checksum", True):
         result["checksum"] = warehouse.table_checksum(url, target)
     return result
+
+
+def _preload(way: str) -> None:
+    """Import what the way needs before the clock starts (dlt: configured before it is imported)."""
+    if way == "dlt":
+        from benchmarks import contender_dlt
+
+        contender_dlt.configure()
+    for module in PRELOAD[way]:
+        importlib.import_module(module)
+    if way == "pipeline":
+        for module in ENGINE_MODULES:
+            importlib.import_module(f"airflow_agent_provider.engines.{module}")
+
+
+def _run_way(way: str, work: Any, url: str, target: Any, scratch: Path, *, strategy: str) -> dict[str, Any]:
+    from benchmarks import baselines, contender_dlt, pipeline
+
+    if way == "pipeline":
+        return pipeline.run_pipeline(work, url, target, str(scratch / "staging"), strategy=strategy)
+    if way == "limit":
+        return baselines.duckdb_limit(work, url, target)
+    if way == "dlt":
+        return contender_dlt.run_dlt(work, url, target, strategy, scratch.parent)  # both runs: one dlt pipeline
+    return baselines.naive_pandas(work, url, target, method="multi" if way == "naive_multi" else None)

@@ -78,6 +78,28 @@ def drop_table(url: str, table: str) -> None:
         engine.dispose()
 
 
+DLT_TABLES = ("_dlt_loads", "_dlt_version", "_dlt_pipeline_state")
+
+
+def drop_dlt(url: str, dataset: str) -> None:
+    """Forget an earlier dlt run in this warehouse: its bookkeeping tables and its staging dataset.
+
+    dlt restores a pipeline's state from ``_dlt_pipeline_state`` when its local folder is new; a state
+    whose table was dropped would skip creating it again.
+    """
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            for table in DLT_TABLES:
+                conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{table}"')
+            if kind_of(url) == "postgres":
+                conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{dataset}_staging" CASCADE')
+    finally:
+        engine.dispose()
+
+
 def table_checksum(url: str, target: Target, batch_rows: int = CHECKSUM_BATCH_ROWS) -> dict[str, Any]:
     """Row count and SHA-256 of the canonical rows of ``target.table`` sorted by its key."""
     import sqlalchemy as sa

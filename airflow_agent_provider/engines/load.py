@@ -3,12 +3,12 @@
 The staged Parquet is read through DuckDB, which also answers every question about the data
 before the warehouse is touched: column names (checked as identifiers), duplicate and NULL keys,
 and whether values fit the existing columns. Then one warehouse transaction snapshots the target
-when asked, creates or widens it, bulk-copies the rows (COPY on PostgreSQL, with the next
-batch encoded meanwhile; multi-row ``INSERT`` statements through ``executemany`` on SQLite) into a
-temporary table merged into the target (``INSERT ... ON CONFLICT`` for an upsert),
-or straight into the target when there is nothing to merge with (a new or replaced table, a plain
-append; a new PostgreSQL table gets its primary key after the COPY, one bulk index build), and
-checks the result. A failed check or any error rolls everything back.
+when asked, creates or widens it, bulk-copies the rows (COPY on PostgreSQL, ADBC's
+``adbc_ingest`` of the Arrow batches on SQLite; the next batch read meanwhile) into a temporary
+table merged into the target (``INSERT ... ON CONFLICT`` for an upsert), or straight into the
+target when there is nothing to merge with (a new or replaced table, a plain append; a new
+PostgreSQL table gets its primary key after the COPY, one bulk index build), and checks the
+result. A failed check or any error rolls everything back.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def open_warehouse(engine: sqlalchemy.engine.Engine) -> Warehouse:
     if name == "sqlite":
         from airflow_agent_provider.engines.load_sqlite import SqliteWarehouse
 
-        return SqliteWarehouse(engine.raw_connection())
+        return SqliteWarehouse.open(engine)
     if name == "postgresql":
         from airflow_agent_provider.engines.load_postgres import PostgresWarehouse
 
@@ -156,7 +156,8 @@ def load_dataset(
     :param engine: the warehouse; its dialect is ``sqlite`` or ``postgresql``.
     :param target_table: ``table`` or ``schema.table`` (PostgreSQL); created when missing.
     :param load_strategy: ``insert`` appends, ``upsert`` inserts or updates by key, ``replace``
-        empties the table (keeping it, its indexes and grants) and inserts.
+        empties the table (keeping it, its indexes and grants) and inserts; on PostgreSQL it
+        empties it with ``TRUNCATE`` in the load's transaction (readers wait for the commit).
     :param upsert_key: the key columns; required for ``upsert``, the primary key of a new table.
     :param create_snapshot_before_load: copy the current table first (same transaction).
     :param snapshot_name: the snapshot's name; default ``<table>__snapshot_<utc time>``.
@@ -232,7 +233,7 @@ class _LoadRun:
         added = self._prepare(existing)
         before = wh.count(table) if existing is not None else 0
         replacing = self.request.strategy == "replace" and existing is not None
-        deleted = wh.execute(f"DELETE FROM {table.sql}") if replacing else 0
+        deleted = wh.empty(table, before) if replacing else 0
         written = self._write()
         after = written if self.created else wh.count(table)  # a new table holds what the database reported
         validation = self._checks(before, after)
@@ -292,6 +293,7 @@ class _LoadRun:
             written = self._copy_into(self.table.sql)
             if self.created and self.request.key and self.wh.key_after_write:
                 self.wh.add_primary_key(self.table, self.request.key)  # refuses duplicates like the inline key
+            self.wh.rebuild_indexes()  # an emptied table's keys and indexes, built once after the write
             return written
         self.stage = self.wh.create_stage([(c.name, c.target) for c in self.columns])
         self._copy_into(self.stage)

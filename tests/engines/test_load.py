@@ -596,22 +596,37 @@ class TestDrivers:
         engine.dispose()
 
 
+HOLD_WRITE_LOCK = """
+import sqlite3, sys, time
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+con.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+con.execute("COMMIT")
+"""
+
+
 class TestSqliteConcurrency:
     def test_a_load_waits_for_another_writer_instead_of_failing(self, sqlite_url: str, stage: Stage) -> None:
-        import sqlite3
-        import threading
+        """Another process (a parallel backfill run) holds the write lock well past SQLite's 5 s default."""
+        import subprocess
+        import sys
+        import time
 
         path = sqlite_url.removeprefix("sqlite:///")
-        other = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")  # another load holds the write lock (a parallel backfill run)
-        releaser = threading.Timer(11.0, lambda: other.execute("COMMIT"))  # well past SQLite's 5 s default
-        releaser.start()
+        other = subprocess.Popen([sys.executable, "-c", HOLD_WRITE_LOCK, path, "11"], stdout=subprocess.PIPE, text=True)
         engine = sa.create_engine(sqlite_url)
         try:
+            assert other.stdout is not None and other.stdout.readline().strip() == "locked"
+            started = time.monotonic()
             result = load_dataset(stage(daily([1], [3])), engine=engine, target_table="daily")
+            waited = time.monotonic() - started
         finally:
-            releaser.join()
-            other.close()
+            if other.poll() is None:
+                other.kill()  # only on failure: it commits by itself after 11 s
+            other.communicate(timeout=30)
+        assert other.returncode == 0  # its own COMMIT went through: nobody wrote under its lock
+        assert waited > 5
         assert result.metrics["rows_loaded"] == 1
         engine.dispose()
 
