@@ -135,6 +135,8 @@ def _environment(
             "AIRFLOW_CONN_FAULTS_SOURCE": _pg(warehouse_url, password=True),
             "AIRFLOW_CONN_FAULTS_WAREHOUSE": _pg(warehouse_url, password=True),
             "AIRFLOW_CONN_FAULTS_CRASH_WH": _pg(warehouse_url, app=CRASH_APP),
+            # the crash test compares the table with what the run staged, read after the run succeeded
+            "AIRFLOW__AGENT_PROVIDER__STAGING_RETENTION": "keep",
             **receivers.connections(),
         }
     )

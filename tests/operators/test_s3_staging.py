@@ -36,9 +36,13 @@ def _pipeline_run(connections: Sources, tmp_path: Path) -> Any:
 
 
 def _local_run_folder(run: Any) -> Path:
-    from airflow_agent_provider.engines.staging import default_root
+    import os
 
-    return Path(staging_retention.run_folder(default_root(), run.dag_id, run.run_id))
+    from airflow_agent_provider.settings import OPTIONS
+
+    env, default = OPTIONS["staging_root"]  # the local root the run would use without the s3 setting
+    local_root = (env and os.environ.get(env)) or default()
+    return Path(staging_retention.run_folder(local_root, run.dag_id, run.run_id))
 
 
 @pytest.mark.airflow
