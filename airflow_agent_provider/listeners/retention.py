@@ -70,8 +70,15 @@ def folders_to_remove(dag_run: DagRun, dag_id: str, run_id: str) -> list[str]:
 
 
 def remove_folders(folders: Sequence[str], run_id: str) -> None:
-    """Remove each folder; one that cannot be removed does not keep the others."""
-    from airflow_agent_provider.engines.staging import retention
+    """Remove each folder; one that cannot be removed does not keep the others.
+
+    An object-store folder is opened through its Airflow connection, as the operators open it: in
+    the scheduler or the API server no task of the run has opened it in this process.
+    """
+    from airflow_agent_provider.engines.staging import area, retention
+    from airflow_agent_provider.operators import _staging
+
+    area.set_opener(_staging.opener)
 
     for folder in folders:
         try:

@@ -183,3 +183,24 @@ def test_the_retention_listener_is_a_plugin_airflow_loads() -> None:
 
     plugins = {p["name"]: p for p in plugins_manager.get_plugin_info()}
     assert plugins["agent_provider_staging_retention"]["listeners"] == ["airflow_agent_provider.listeners.retention"]
+
+
+def test_the_listener_opens_an_object_store_root_no_task_opened_in_its_process(
+    s3_configured: S3Staging, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In the scheduler no operator ran, so nothing mounted the root: the listener opens it through its connection."""
+    from airflow_agent_provider.engines.staging import area
+    from airflow_agent_provider.listeners.retention import remove_folders
+
+    folder = staging_retention.run_folder(s3_configured.root, "a_dag", "a_run")
+    bucket_folder = folder.split("@", 1)[1]
+    s3_configured.server.client().put_object(
+        Bucket=s3_configured.bucket, Key=f"{bucket_folder.split('/', 1)[1]}/x/part-0.parquet", Body=b"x"
+    )
+    assert s3_configured.object_keys() != []
+    area.unmount_all()
+    monkeypatch.setattr(area._AREAS, "opener", None)  # a process where no operator module was imported
+
+    remove_folders([folder], "a_run")
+
+    assert s3_configured.object_keys() == []
