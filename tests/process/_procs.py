@@ -35,6 +35,27 @@ def port_open(port: int) -> bool:
         return sock.connect_ex((HOST, port)) == 0
 
 
+def group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs: zombies (killed, not yet reaped) do not count.
+
+    A group killed by a script that then exits leaves zombies until something reaps them, and
+    ``killpg(pgid, 0)`` still succeeds on those; ``/proc`` tells a zombie from a live process.
+    """
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):  # PermissionError: a recycled group id owned by someone else
+        return False
+    proc = Path("/proc")
+    if not proc.is_dir():  # pragma: no cover - not Linux: killpg is all we have
+        return True
+    for stat in proc.glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            state, _ppid, pgrp = stat.read_text().rpartition(")")[2].split()[:3]
+            if int(pgrp) == pgid and state != "Z":
+                return True
+    return False
+
+
 def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
     """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -74,13 +95,7 @@ class Proc:
         return "\n".join(text.splitlines()[-lines:])
 
     def group_alive(self) -> bool:
-        try:
-            os.killpg(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:  # pragma: no cover - a recycled group id owned by someone else
-            return False
-        return True
+        return group_alive(self.pid)
 
     def stop(self, grace: float = 20.0, sig: signal.Signals = signal.SIGTERM) -> int | None:
         """Signal the whole group (SIGTERM), SIGKILL what is left after ``grace`` s; the leader's exit code."""

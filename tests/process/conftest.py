@@ -8,7 +8,6 @@ Everything is stopped by process group id at the end, and the test checks the gr
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from tests.process._airflow import (
     fresh_workdir,
     wait_healthy,
 )
-from tests.process._procs import ROOT, Proc, Receivers, free_port, wait_until
+from tests.process._procs import ROOT, Proc, Receivers, free_port, group_alive, wait_until
 
 STARTUP_TIMEOUT = 240
 
@@ -43,14 +42,6 @@ SNAPPY = {
 
 def _component_pids(run_dir: Path) -> dict[str, int]:
     return {p.stem: int(p.read_text()) for p in run_dir.glob("*.pid")}
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +79,7 @@ def _local_airflow(metadata_url: str) -> Iterator[LocalAirflow]:
     finally:
         pids = airflow.component_pids or _component_pids(work / "home/run")
         exit_code = ui.stop(grace=60, sig=signal.SIGINT)  # what Ctrl-C sends to `make ui`
-        stragglers = [name for name, pid in pids.items() if _group_alive(pid)]
+        stragglers = [name for name, pid in pids.items() if group_alive(pid)]
         leftovers = receivers.stop()
     assert stragglers == [], f"process groups still alive after Ctrl-C on ui.sh: {stragglers}"
     assert exit_code == 130, f"ui.sh did not stop through its Ctrl-C trap (exit {exit_code}):\n{ui.tail()}"
