@@ -55,6 +55,17 @@ class RouteDecision(BaseModel):
     )
     awaiting_approval: bool = Field(default=False, description="a proposal a person has not answered yet")
 
+    def notes(self) -> list[str]:
+        """How the route came about beyond ``fallback_reason``: reused from memory, gated, approved."""
+        notes = []
+        if self.reused_from:
+            notes.append(f"reused from run {self.reused_from}, no model call")
+        if self.low_confidence is not None and not self.fallback_used:
+            notes.append(f"low confidence {self.low_confidence:.2f}, below the gate")
+        if self.approved_by:
+            notes.append(f"approved by {self.approved_by}")
+        return notes
+
 
 RowOp = Literal[
     "is_null",
