@@ -108,7 +108,7 @@ def recall(
     age = now - newest.decided_at if newest.decided_at else timedelta(0)
     reason = (
         f"same failure and branches (signature {signature[:12]}) as run {newest.run_id}, {who} "
-        f"{_age(age)} ago, within reuse_for {reuse_for}"
+        f"{_age(age)} ago, within reuse_for {_age(reuse_for)}"
     )
     return Remembered(decision=newest, reason=reason)
 
@@ -118,7 +118,7 @@ def reused(remembered: Remembered, *, run_id: str, failure: str = "") -> RouteDe
     from airflow_agent_provider.contracts import Usage
 
     source = remembered.decision
-    reason = f"{remembered.reason}: {failure}" if failure else remembered.reason
+    reason = f"{remembered.reason}; failing: {failure}" if failure else remembered.reason
     return source.model_copy(
         update={
             "run_id": run_id,
