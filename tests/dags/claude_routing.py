@@ -60,11 +60,16 @@ claude_route_gate_approval = _routing_dag(
     "claude_route_gate_approval", min_confidence=0.7, require_approval=True, approval_timeout=timedelta(minutes=30)
 )
 
-# Decision memory. The description of ``proceed`` can be changed for a test through the environment
-# (the DAG file is parsed again for every run), as an edited DAG file would change it.
+# Decision memory. The description of ``proceed`` and approval can be changed for a test through the
+# environment (the DAG file is parsed again for every run), as an edited DAG file would change them.
 MEMORY_BRANCHES = {**BRANCHES, "proceed": os.environ.get("ROUTING_TEST_PROCEED", BRANCHES["proceed"])}
 claude_route_memory = _routing_dag(
-    "claude_route_memory", MEMORY_BRANCHES, reuse_decisions=True, reuse_for=timedelta(days=30)
+    "claude_route_memory",
+    MEMORY_BRANCHES,
+    reuse_decisions=True,
+    reuse_for=timedelta(days=30),
+    require_approval=os.environ.get("ROUTING_TEST_APPROVAL") == "1",  # turned on later, as a DAG edit would
+    approval_timeout=timedelta(minutes=30),
 )
 claude_route_memory_brief = _routing_dag(
     "claude_route_memory_brief", reuse_decisions=True, reuse_for=timedelta(seconds=2)

@@ -320,3 +320,21 @@ class TestApprovalMemory:
             decision = decision_of(dag_run)
             assert routed_to(dag_run) == ["remediate_schema"]
             assert (decision.approved_by, decision.reused_from) == ("oncall-ana", first.run_id)
+
+    def test_a_remembered_claude_decision_is_proposed_to_a_person_without_a_model_call(
+        self, claude_conn: FakeClaude, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        claude_conn.add(answer("quarantine_rows"))
+        first = run_dag("claude_route_memory", DATES[0], conf())  # no approval yet: Claude decides
+        monkeypatch.setenv("ROUTING_TEST_APPROVAL", "1")
+        with Responder("claude_route_memory", answer="escalate") as person:
+            second = run_dag("claude_route_memory", DATES[1], conf())
+        assert model_calls(claude_conn) == 1 and person.seen["defaults"] == ["quarantine_rows"]
+        assert f"memory (run {first.run_id}, no model call)" in person.seen["body"]
+        decision = decision_of(second)
+        assert (decision.route, decision.approved_by, decision.reused_from) == ("escalate", "oncall-ana", None)
+        assert (decision.reuse_reason or "").startswith("proposed from memory (")
+        with Responder("claude_route_memory", answer=None) as nobody:
+            third = run_dag("claude_route_memory", DATES[2], conf())
+        assert nobody.seen == {} and model_calls(claude_conn) == 1
+        assert (decision_of(third).route, decision_of(third).reused_from) == ("escalate", second.run_id)
