@@ -10,7 +10,9 @@ tier models (``agents.models``). Four figures:
   described transformation's SQL comes from the plan cache);
 - tokens of the second run of a described transformation (its SQL comes from the plan cache);
 - the cost of a failing run: a diagnosis (small model) plus a routing decision (strong model),
-  from a cold prompt cache (the dearest case).
+  from a cold prompt cache (the dearest case);
+- a 30-day backfill with one recurring failure (the same checks fail every day, with other counts
+  and samples): routing calls and cost without and with decision memory (``reuse_decisions``).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ DESCRIBED_SQL = (
     "coalesce(sum(revenue) FILTER (WHERE event_type = 'purchase'), 0) AS revenue FROM events GROUP BY ALL"
 )
 FAILING_SIZES = (10, 1_000, 100_000, 1_000_000)
+BACKFILL_DAYS = 30
 
 
 def agents_available() -> str | None:
@@ -87,6 +90,7 @@ def measure(work_dir: Path, failing_sizes: tuple[int, ...] = FAILING_SIZES) -> d
             "described_transformation": described,
             "healthy_run": _healthy_run(fake, client, work_dir, cache),
             "failing_run": _failing_run(fake, client, work_dir),
+            "backfill_memory": _backfill_memory(fake, client, work_dir),
         }
 
 
@@ -242,3 +246,57 @@ def _failing_run(fake: Any, client: Any, work_dir: Path) -> dict[str, Any]:
         "total": _usage_row(total),
         "requests": len(fake.messages_requests),
     }
+
+
+def _backfill_memory(fake: Any, client: Any, work_dir: Path, days: int = BACKFILL_DAYS) -> dict[str, Any]:
+    """A backfill of ``days`` runs, each failing the same checks with other counts, routed without and
+    with decision memory. The memory side is what ``RemediationBranchOperator(reuse_decisions=True)``
+    does in a run: the signature, ``recall`` over the earlier runs' decision records (a list here, the
+    ``decision`` XComs there), then ``reused`` or a model call; Airflow itself is not started."""
+    from datetime import datetime, timedelta, timezone
+
+    from airflow_agent_provider.agents import Claude, choose_route
+    from airflow_agent_provider.agents.memory import failure_signature, recall, reused
+    from airflow_agent_provider.contracts import Usage
+    from airflow_agent_provider.testing import Reply
+
+    validations = [failing_validation(str(work_dir / f"backfill_{day}"), 10 + 7 * day) for day in range(days)]
+    figures = {}
+    for memory in (False, True):
+        fake.reset()
+        fake.add(Reply.json(ROUTE_REPLY), match={"schema_title": "RouteDecision"})
+        records: list[dict[str, Any]] = []
+        usage, routes, reuses = Usage(), set(), 0
+        for day, validation in enumerate(validations):
+            run_id = f"backfill__2026-10-{day + 1:02d}"
+            signature = failure_signature([validation], ROUTES)
+            found = (
+                recall(
+                    records,
+                    signature=signature,
+                    options=sorted(ROUTES),
+                    now=datetime.now(timezone.utc),
+                    reuse_for=timedelta(days=30),
+                    current_run_id=run_id,
+                )
+                if memory
+                else None
+            )
+            if found is not None:
+                decision = reused(found, run_id=run_id)
+                reuses += 1
+            else:
+                decision = choose_route(Claude.of(client), validations=[validation], branches=ROUTES)
+                decision = decision.model_copy(
+                    update={"run_id": run_id, "signature": signature, "decided_at": datetime.now(timezone.utc)}
+                )
+            records.append(decision.model_dump(mode="json"))
+            usage, routes = usage + decision.usage, routes | {decision.route}
+        figures["with_memory" if memory else "without_memory"] = {
+            "runs": days,
+            "requests": len(fake.messages_requests),
+            "reused": reuses,
+            "routes": sorted(routes),
+            **_usage_row(usage),
+        }
+    return figures

@@ -25,6 +25,7 @@ GOALS = {
     "parallel_s": 1.5,
     "route_tokens": 3000,
     "failing_run_usd": 0.01,
+    "backfill_calls": 1,
 }
 MiB = 1024
 
@@ -357,6 +358,15 @@ def agents_lines(a: dict[str, Any]) -> list[str]:
         f"- failing run (diagnose + route, cold cache, list prices): ${fail['cost_usd']:.5f} in {fail['model_calls']} "
         f"calls — goal < ${GOALS['failing_run_usd']}: {verdict(fail['cost_usd'] < GOALS['failing_run_usd'])}",
     ]
+    backfill = a.get("backfill_memory")
+    if backfill:
+        off, on = backfill["without_memory"], backfill["with_memory"]
+        out.append(
+            f"- {on['runs']}-day backfill, one recurring failure: {off['model_calls']} routing call(s), "
+            f"${off['cost_usd']:.5f} without memory; {on['model_calls']} call(s), ${on['cost_usd']:.5f} with "
+            f"`reuse_decisions` ({on['reused']} runs reused, routes {on['routes']}) — goal {GOALS['backfill_calls']} "
+            f"call: {verdict(on['model_calls'] == GOALS['backfill_calls'] and on['routes'] == off['routes'])}"
+        )
     return out
 
 

@@ -5,6 +5,7 @@ Model answers are validated against these models; anything else is off-contract.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -42,6 +43,28 @@ class RouteDecision(BaseModel):
     fallback_reason: str | None = None
     proposed_route: str | None = None
     approved_by: str | None = None
+    run_id: str | None = Field(default=None, description="the DAG run that made this record")
+    signature: str | None = Field(
+        default=None, description="hash of the failure (rules, columns, issue types) and the declared branches"
+    )
+    decided_at: datetime | None = Field(default=None, description="when the route was decided (kept on reuse)")
+    reused_from: str | None = Field(default=None, description="the run whose decision was followed, no model call")
+    reuse_reason: str | None = Field(default=None, description="why the remembered decision matched")
+    low_confidence: float | None = Field(
+        default=None, description="Claude's confidence when it was below min_confidence (the answer was not followed)"
+    )
+    awaiting_approval: bool = Field(default=False, description="a proposal a person has not answered yet")
+
+    def notes(self) -> list[str]:
+        """How the route came about beyond ``fallback_reason``: reused from memory, gated, approved."""
+        notes = []
+        if self.reused_from:
+            notes.append(f"reused from run {self.reused_from}, no model call")
+        if self.low_confidence is not None and not self.fallback_used:
+            notes.append(f"low confidence {self.low_confidence:.2f}, below the gate")
+        if self.approved_by:
+            notes.append(f"approved by {self.approved_by}")
+        return notes
 
 
 RowOp = Literal[

@@ -152,11 +152,24 @@ def decision_text(decisions: Iterable[tuple[str, Any]]) -> str:
         text = f"{task_id} → {value['route']}"
         if value.get("fallback_used"):
             text += f" (fallback: {value.get('fallback_reason') or 'no reason given'})"
+        notes = _decision_notes(value)
+        if notes:
+            text += f" ({'; '.join(notes)})"
         rationale = " ".join(str(value.get("rationale") or "").split())
         if rationale:
             text += f" — {rationale[:MAX_RATIONALE_CHARS]}"
         parts.append(text)
     return "; ".join(parts)
+
+
+def _decision_notes(value: Mapping[str, Any]) -> list[str]:
+    """Reused from memory, below the confidence gate, approved by a person (none for an odd record)."""
+    from airflow_agent_provider.contracts import RouteDecision
+
+    try:
+        return RouteDecision.model_validate(dict(value)).notes()
+    except ValueError:
+        return []
 
 
 def log_url(ti: Any) -> str:

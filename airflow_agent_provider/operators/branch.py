@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.branch import BaseBranchOperator
 
 from airflow_agent_provider.operators.base import DECISION_KEY, ClaudeStageOperator
+
+DEFAULT_REUSE_FOR = timedelta(days=30)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -32,6 +34,15 @@ class RemediationBranchOperator(ClaudeStageOperator, BaseBranchOperator):
     :param require_approval: hand the proposed route to a person (Airflow's human-in-the-loop
         "Required actions"); they pick among the branches, the proposal preselected.
     :param approval_timeout: how long to wait for the person before taking ``fallback`` (None: no limit).
+    :param min_confidence: the confidence gate (0..1, None: off). Claude's answer below it is not
+        followed: with ``require_approval`` a person decides (the proposal not preselected), otherwise
+        the run takes ``fallback`` and the record says ``low_confidence`` with the value.
+    :param reuse_decisions: decision memory. A failure whose signature (failing datasets, columns,
+        rules and issue types, and the declared branches with their descriptions) matches an earlier
+        decision of this DAG and task follows that decision's route with zero model calls; the record
+        says ``reused_from`` (the run id) and ``reuse_reason``. The memory is the ``decision`` XCom of
+        earlier runs (logical date not after this run's); deleting those XComs forgets it.
+    :param reuse_for: how long a remembered decision is followed (a positive ``timedelta``, default 30 days).
 
     Claude is asked with the settings of ``ClaudeStageOperator`` (``model``, ``claude_conn_id``,
     ``timeout_s``, ``max_cost_usd``, ``max_model_calls``).
@@ -50,15 +61,22 @@ class RemediationBranchOperator(ClaudeStageOperator, BaseBranchOperator):
         fallback: str,
         require_approval: bool = False,
         approval_timeout: timedelta | None = None,
+        min_confidence: float | None = None,
+        reuse_decisions: bool = False,
+        reuse_for: timedelta = DEFAULT_REUSE_FOR,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        _check_gate_and_memory(kwargs.get("task_id"), branches, min_confidence, reuse_decisions, reuse_for)
         self.validation = validation
         self.branches = branches
         self.on_pass = on_pass
         self.fallback = fallback
         self.require_approval = require_approval
         self.approval_timeout = approval_timeout
+        self.min_confidence = None if min_confidence is None else float(min_confidence)
+        self.reuse_decisions = reuse_decisions
+        self.reuse_for = reuse_for
 
     def choose_branch(self, context: Context) -> str:
         from airflow_agent_provider.contracts import RouteDecision  # pydantic models: built at run time only
@@ -68,18 +86,82 @@ class RemediationBranchOperator(ClaudeStageOperator, BaseBranchOperator):
         if results_passed(results):
             rationale = f"all {len(results)} validation(s) passed; no model call"
             decision = RouteDecision(route=self.on_pass, rationale=rationale, confidence=1.0, options=options)
-        else:
-            decision = self._ask_claude(results, context)
-        self._record(context, decision)
-        if self.require_approval and not results_passed(results):
+            self._record(context, decision)
+            return decision.route
+        decision = self._decide(results, context)
+        if self.require_approval and not decision.approved_by:
+            self._record(context, decision.model_copy(update={"awaiting_approval": True}))
             self._request_approval(context, decision, results)
+        self._record(context, decision)
         return decision.route
+
+    def _decide(self, results: list[StageResult], context: Context) -> RouteDecision:
+        """The remembered decision for this failure (``reuse_decisions``), else Claude's answer through the gate."""
+        from airflow_agent_provider.agents.memory import failure_signature
+
+        run_id = _run_id(context)
+        signature = failure_signature(results, dict(self.branches)) if self.reuse_decisions else None
+        if signature is not None:
+            remembered = self._recall(context, results, signature, run_id)
+            if remembered is not None:
+                return remembered
+        decision = self._gate(self._ask_claude(results, context))
+        return decision.model_copy(update={"run_id": run_id, "signature": signature, "decided_at": _now()})
+
+    def _recall(
+        self, context: Context, results: list[StageResult], signature: str, run_id: str | None
+    ) -> RouteDecision | None:
+        """Follow the newest matching decision of an earlier run of this DAG and task (no model call)."""
+        from airflow_agent_provider.agents.memory import describe_failure, recall, reused
+
+        records = context["ti"].xcom_pull(task_ids=[self.task_id], key=DECISION_KEY, include_prior_dates=True)
+        remembered = recall(
+            records,
+            signature=signature,
+            options=sorted(self.branches),
+            now=_now(),
+            reuse_for=self.reuse_for,
+            current_run_id=run_id,
+        )
+        if remembered is None:
+            self.log.info("No remembered decision for this failure (signature %s); asking Claude", signature[:12])
+            return None
+        decision = reused(remembered, run_id=run_id or "", failure=describe_failure(results))
+        self.log.info("Following the remembered route %r, no model call: %s", decision.route, decision.reuse_reason)
+        return decision
+
+    def _gate(self, decision: RouteDecision) -> RouteDecision:
+        """Claude's answer below ``min_confidence`` is not followed: the fallback, or a person's choice."""
+        gate = self.min_confidence
+        if gate is None or decision.fallback_used or decision.confidence >= gate:
+            return decision
+        if self.require_approval:
+            self.log.warning(
+                "Claude's confidence %.2f is below min_confidence %.2f; a person decides", decision.confidence, gate
+            )
+            return decision.model_copy(update={"low_confidence": decision.confidence})
+        reason = f"low_confidence: Claude's confidence {decision.confidence:.2f} is below min_confidence {gate:.2f}"
+        self.log.warning("%s; taking the fallback %r instead of %r", reason, self.fallback, decision.route)
+        return decision.model_copy(
+            update={
+                "route": self.fallback,
+                "proposed_route": decision.route,
+                "fallback_used": True,
+                "fallback_reason": reason,
+                "low_confidence": decision.confidence,
+            }
+        )
 
     def execute_complete(self, context: Context, event: dict[str, Any], proposed: dict[str, Any]) -> Any:
         """Resume once the person answered (or the approval timed out), record the decision, branch."""
         from airflow_agent_provider.contracts import RouteDecision
 
         decision = self._approved(RouteDecision.model_validate(proposed), event)
+        if decision.approved_by:  # a person's decision, made in this run: what the memory keeps from now on
+            update: dict[str, Any] = {"decided_at": _now(), "reused_from": None}
+            if decision.reused_from:
+                update["reuse_reason"] = f"proposed from memory ({decision.reuse_reason}); decided by a person"
+            decision = decision.model_copy(update=update)
         self._record(context, decision)
         return self.do_branch(context, decision.route)
 
@@ -134,7 +216,7 @@ class RemediationBranchOperator(ClaudeStageOperator, BaseBranchOperator):
             options=options,
             subject=f"Remediation route for {context['ti'].dag_id}: proposed {decision.route!r}",
             body=self._approval_body(decision, results),
-            defaults=[decision.route] if decision.route in options else None,
+            defaults=[decision.route] if decision.route in options and decision.low_confidence is None else None,
             multiple=False,
             params={},
             assigned_users=None,
@@ -150,6 +232,8 @@ class RemediationBranchOperator(ClaudeStageOperator, BaseBranchOperator):
         fallback = f"the fallback ({decision.fallback_reason})"
         source = fallback if decision.fallback_used else f"Claude ({decision.model})"
         routes = [f"- `{key}`: {self.branches.get(key, 'the fallback route')}" for key in self._approval_options()]
+        if decision.reused_from:
+            source = f"memory (run {decision.reused_from}, no model call)"
         lines = [
             f"**Proposed route:** `{decision.route}`, from {source}, confidence {decision.confidence:.2f}.",
             f"**Rationale:** {decision.rationale or '-'}",
@@ -158,6 +242,8 @@ class RemediationBranchOperator(ClaudeStageOperator, BaseBranchOperator):
             "**Routes:**",
             *routes,
         ]
+        if decision.low_confidence is not None:
+            lines.insert(1, f"**Low confidence:** below min_confidence {self.min_confidence:.2f}; not preselected.")
         if self.approval_timeout:
             lines.append(f"Without an answer within {self.approval_timeout} the run takes `{self.fallback}`.")
         return "\n".join(lines)
@@ -195,3 +281,53 @@ def _validations(value: Any) -> list[StageResult]:
     if not results:
         raise ValueError("validation is empty: pass a validation result (validate_task.output) or a list of them")
     return results
+
+
+def _run_id(context: Context) -> str | None:
+    run = context.get("dag_run")
+    return str(run.run_id) if run is not None and getattr(run, "run_id", None) else context.get("run_id")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _check_gate_and_memory(
+    task_id: Any, branches: Any, min_confidence: Any, reuse_decisions: Any, reuse_for: Any
+) -> None:
+    """Bad settings fail at DAG parse, naming the task: the gate outside 0..1, a non-positive
+    ``reuse_for``, or memory over branches whose signature is not known before the run."""
+    if min_confidence is not None:
+        if isinstance(min_confidence, bool) or not isinstance(min_confidence, int | float):
+            raise ValueError(f"{task_id}: min_confidence must be a number in 0..1, got {min_confidence!r}")
+        if not 0.0 <= float(min_confidence) <= 1.0:
+            raise ValueError(f"{task_id}: min_confidence must be within 0..1, got {min_confidence!r}")
+    if not isinstance(reuse_decisions, bool):
+        raise ValueError(f"{task_id}: reuse_decisions must be True or False, got {reuse_decisions!r}")
+    if not isinstance(reuse_for, timedelta):
+        raise ValueError(f"{task_id}: reuse_for must be a timedelta, got {type(reuse_for).__name__}")
+    if reuse_for <= timedelta(0):
+        raise ValueError(f"{task_id}: reuse_for must be positive, got {reuse_for}")
+    if reuse_decisions:
+        _check_signature_branches(task_id, branches)
+
+
+def _check_signature_branches(task_id: Any, branches: Any) -> None:
+    """With memory on, ``branches`` are part of the failure signature: a literal ``{task_id: description}``
+    of text, not a template, an XCom or anything that only resolves at run time."""
+    if not isinstance(branches, Mapping):
+        raise ValueError(
+            f"{task_id}: reuse_decisions needs branches as a literal {{task_id: description}} dict "
+            f"(they are part of the decision's signature), got {type(branches).__name__}"
+        )
+    for key, text in branches.items():
+        if not isinstance(key, str) or not isinstance(text, str):
+            raise ValueError(
+                f"{task_id}: reuse_decisions needs text branch ids and descriptions to hash, "
+                f"got {key!r}: {type(text).__name__}"
+            )
+        if "{{" in text or "{%" in text or "{{" in key:
+            raise ValueError(
+                f"{task_id}: reuse_decisions cannot hash the templated branch {key!r}: its text is only "
+                "known at run time; write the description out"
+            )

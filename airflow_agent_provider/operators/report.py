@@ -273,6 +273,10 @@ def format_table(state: PipelineState) -> list[str]:
         lines.append(
             f"{summary.task_id:<28} {summary.stage:<10} {summary.status:<16} {rows:>9} {summary.issues:>6} {seconds:>8}"
         )
+    for decision in state.decisions:
+        how = [f"fallback: {decision.fallback_reason}"] if decision.fallback_used else []
+        how += decision.notes()
+        lines.append(f"route → {decision.route}" + (f" ({'; '.join(how)})" if how else ""))
     return lines
 
 

@@ -170,6 +170,15 @@ class TestAgentEconomy:
         assert second["model_calls"] == 0 and second["total_input_tokens"] == 0
         assert figures["failing_run"]["total"]["model_calls"] == 2
         assert 0 < figures["failing_run"]["total"]["cost_usd"] < 0.01
+        off, on = figures["backfill_memory"]["without_memory"], figures["backfill_memory"]["with_memory"]
+        assert (off["model_calls"], off["requests"], on["model_calls"], on["requests"], on["reused"]) == (
+            30,
+            30,
+            1,
+            1,
+            29,
+        )
+        assert on["routes"] == off["routes"] == ["quarantine_bad_rows"] and 0 < on["cost_usd"] < off["cost_usd"]
 
 
 class TestHarness:

@@ -97,6 +97,23 @@ class TestStageAlertContent:
         )
         assert text == "route → escalate (fallback: model_unavailable) — no model"
 
+    def test_a_reused_a_gated_and_an_approved_decision_say_so(self) -> None:
+        from airflow_agent_provider.notifiers._alert import decision_text
+
+        reused = {"route": "quarantine_rows", "reused_from": "scheduled__2026-11-01", "approved_by": "ana"}
+        gated = {
+            "route": "escalate",
+            "fallback_used": True,
+            "fallback_reason": "low_confidence: Claude's confidence 0.55 is below min_confidence 0.70",
+            "low_confidence": 0.55,
+        }
+        asked = {"route": "proceed", "low_confidence": 0.4, "approved_by": "ana"}
+        assert decision_text([("a", reused), ("b", gated), ("c", asked)]) == (
+            "a → quarantine_rows (reused from run scheduled__2026-11-01, no model call; approved by ana); "
+            "b → escalate (fallback: low_confidence: Claude's confidence 0.55 is below min_confidence 0.70); "
+            "c → proceed (low confidence 0.40, below the gate; approved by ana)"
+        )
+
     def test_a_task_that_is_no_pipeline_stage_is_named_and_said_to_be_none(self) -> None:
         import pendulum
         from airflow.sdk import DAG, task

@@ -89,6 +89,24 @@ class TestBuildState:
         assert (state.usage.model_calls, state.usage.cost_usd) == (2, 0.03)
         assert [d.route for d in state.decisions] == ["quarantine"]
 
+    def test_the_table_shows_reused_and_gated_decisions(self) -> None:
+        from airflow_agent_provider.contracts import RouteDecision
+
+        reused = RouteDecision(route="quarantine_rows", reused_from="scheduled__2026-11-01")
+        gated = RouteDecision(
+            route="escalate", fallback_used=True, fallback_reason="low_confidence: 0.55 < 0.70", low_confidence=0.55
+        )
+        outcomes = [TaskOutcome.parse("route", "success", None, [], [reused.model_dump(mode="json")])]
+        outcomes.append(TaskOutcome.parse("route2", "success", None, [], [gated.model_dump(mode="json")]))
+        lines = format_table(build_state(outcomes, pipeline_id="p", dag_id="d", run_id="r"))
+        assert lines[-2:] == [
+            "route → quarantine_rows (reused from run scheduled__2026-11-01, no model call)",
+            "route → escalate (fallback: low_confidence: 0.55 < 0.70)",
+        ]
+        document = build_state(outcomes, pipeline_id="p", dag_id="d", run_id="r").model_dump(mode="json")
+        assert document["decisions"][0]["reused_from"] == "scheduled__2026-11-01"
+        assert document["decisions"][1]["low_confidence"] == 0.55
+
     def test_a_clean_run_with_a_skipped_branch_is_a_success(self) -> None:
         load = _result("load", metrics={"rows_loaded": 42})
         outcomes = [
