@@ -107,11 +107,14 @@ class FileSource(_SourceBase):
 Source = Annotated[SqlSource | HttpSource | FileSource, Field(discriminator="type")]
 _SOURCE = TypeAdapter(Source)
 
-RuleName = Literal["not_null", "unique", "in_list", "range", "regex", "within_last_n_days", "row_count_between", "sql"]
+RuleName = Literal[
+    "not_null", "unique", "in_list", "in_dataset", "range", "regex", "within_last_n_days", "row_count_between", "sql"
+]  # fmt: skip
 RULE_NAMES: tuple[str, ...] = (
     "not_null",
     "unique",
     "in_list",
+    "in_dataset",
     "range",
     "regex",
     "within_last_n_days",
@@ -172,6 +175,17 @@ RULE_DOCS: dict[str, RuleDoc] = {
         issue="value_not_in_list",
         affected_rows=1,
     ),
+    "in_dataset": RuleDoc(
+        arguments="``column``, ``dataset`` (another staged dataset of the run), ``dataset_column`` "
+        "(default: the same name as ``column``)",
+        counts="rows whose value does not appear in ``dataset_column`` of ``dataset`` (referential integrity)",
+        nulls="a null passes (add ``not_null`` to forbid it); nulls in the other dataset match nothing",
+        example={"rule": "in_dataset", "column": "carrier", "dataset": "airlines"},
+        data={"carrier": ["AA", "UA", "ZZ", "ZZ", None]},
+        others={"airlines": {"carrier": ["AA", "UA", "DL"]}},
+        issue="value_not_in_dataset",
+        affected_rows=2,
+    ),
     "range": RuleDoc(
         arguments="``column``, ``min`` and/or ``max`` (inclusive; leave one out for an open bound)",
         counts="rows whose value is below ``min`` or above ``max``",
@@ -210,11 +224,12 @@ RULE_DOCS: dict[str, RuleDoc] = {
     ),
     "sql": RuleDoc(
         arguments="``predicate``: one boolean SQL expression (DuckDB) over the dataset's columns; "
-        "``column`` is optional "
+        "a subquery may read the run's other staged datasets by name; ``column`` is optional "
         "(it names the column in the issue and the sample)",
         counts="rows where the predicate is false",
         nulls="a row where the predicate is null passes (``NOT NULL`` is not true): write "
-        "``x IS NOT NULL AND …`` to require a value",
+        "``x IS NOT NULL AND …`` to require a value. ``x IN (SELECT y FROM other)`` is null when ``y`` "
+        "holds a null: use ``in_dataset`` for referential integrity",
         example={"rule": "sql", "predicate": "arr_time >= dep_time OR overnight"},
         data={"dep_time": [900, 2300, 1000], "arr_time": [1100, 100, 800], "overnight": [False, True, False]},
         issue="sql_predicate_failed",
@@ -242,6 +257,10 @@ class QualityRule(_Spec):
     pattern: str | None = Field(default=None, description="regex: the pattern each value must match in full")
     days: int | None = Field(default=None, gt=0, description="within_last_n_days: how many days back")
     predicate: str | None = Field(default=None, description="sql rule: a boolean SQL expression every row must meet")
+    dataset: str | None = Field(default=None, description="in_dataset: the other staged dataset of the run")
+    dataset_column: str | None = Field(
+        default=None, description="in_dataset: the column of ``dataset`` (default: ``column``)"
+    )
     name: str | None = Field(default=None, description="a label for the issue (default ``rule(column)``)")
 
     @model_validator(mode="before")
@@ -265,12 +284,20 @@ class QualityRule(_Spec):
             "within_last_n_days": self.days is None,
             "row_count_between": self.min is None and self.max is None,
             "sql": not self.predicate,
+            "in_dataset": not self.dataset,
         }.get(self.rule, False)
         if missing:
             raise ValueError(f"rule {self.rule!r} is missing its argument (see the ValidateOperator docs)")
         if self.pattern:
             re.compile(self.pattern)
+        if self.dataset is not None:
+            check_name(self.dataset, "in_dataset dataset")
         return self
+
+    @property
+    def reference_column(self) -> str:
+        """in_dataset: the column of the other dataset the values must appear in."""
+        return str(self.dataset_column or self.column)
 
     @property
     def label(self) -> str:
