@@ -41,6 +41,11 @@ the order given; each one that finds something adds one issue to the `validate` 
 `type`, `column`, `expected`, `found`, `affected_rows` and a sample of at most five distinct
 offending values, most frequent first). A dataset that passes is read once, whatever the number of rules.
 
+`in_dataset` and `sql` rules may read *the run's other staged datasets*: those the validation's
+`upstream` holds besides the validated one (`upstream=extract.output` when one extract stages both,
+or a list of several tasks' outputs), each by its dataset name. An `in_dataset` rule naming a dataset
+the upstream lacks fails the task and names the datasets it has.
+
 The keys of a rule:
 """
 
