@@ -8,7 +8,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AGENT_PROVIDER_HOME := $(CURDIR)
 
-.PHONY: install demo test lint types unit services browser ui bench bench-full clean
+.PHONY: install demo test lint types unit services browser ui bench bench-full reference clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install -q uv
@@ -51,6 +51,10 @@ bench: install services
 
 bench-full: install services
 	$(PY) -m benchmarks --full
+
+## Regenerate docs/reference.md (quality rules, source types) from contracts/specs.py.
+reference: install
+	$(PY) scripts/reference.py
 
 clean:
 	rm -rf .airflow .staging var

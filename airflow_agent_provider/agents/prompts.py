@@ -45,7 +45,7 @@ run's decision record.
 How to read a validation result: "issues" are the findings that failed the stage, sorted by \
 affected rows. Issue types include missing_column (an expected column is absent; often a rename \
 upstream), schema_mismatch (a column has another type; "a cast fixes it" means every value \
-converts), null_rate_exceeded, and rule failures (not_null, unique, in_list, range, regex, \
+converts), null_rate_exceeded, and rule failures (not_null, unique, in_list, in_dataset, range, regex, \
 within_last_n_days, row_count_between, custom sql). affected_rows counts offending rows; sample \
 holds at most a few offending values, truncated. "warnings" are findings that did not fail the \
 stage, such as columns present in the data but not in the expected schema."""

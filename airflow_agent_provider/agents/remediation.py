@@ -124,7 +124,7 @@ def _iterate(
 
 
 def _revalidate(request: RemediationRequest, ref: DatasetRef) -> StageResult:
-    from airflow_agent_provider.engines.validate import validate_dataset
+    from airflow_agent_provider.engines.validate import referenced_datasets, validate_dataset
 
     return validate_dataset(
         ref,
@@ -133,6 +133,7 @@ def _revalidate(request: RemediationRequest, ref: DatasetRef) -> StageResult:
         quality_rules=request.quality_rules,
         fail_on_null_rate_exceeds=request.fail_on_null_rate_exceeds,
         reference_time=request.reference_time,
+        others=referenced_datasets(request.validation),
     )
 
 

@@ -18,7 +18,8 @@ issue (rule)                           rows quarantined
 The rule's own arguments (from ``quality_rules``, matched by the issue's rule label) are used, never
 the issue's bounded copy of them. Schema actions come first, so a rule on a mistyped column compares
 values of the expected type. Issues no row rule expresses (duplicates, row counts, stale values, SQL
-predicates, null rates, missing columns, an integer column holding fractions) are returned as
+predicates, values missing from another dataset (``in_dataset``), null rates, missing columns, an integer
+column holding fractions) are returned as
 unhandled and left in the data; the re-validation says whether they still stand.
 """
 
@@ -42,7 +43,7 @@ from airflow_agent_provider.contracts import (
 )
 from airflow_agent_provider.contracts.types import LOGICAL_TYPES
 from airflow_agent_provider.engines.remediate import apply_fix_plan
-from airflow_agent_provider.engines.validate import validate_dataset
+from airflow_agent_provider.engines.validate import referenced_datasets, validate_dataset
 
 MAX_ACTIONS = 20  # FixPlan's own limit
 QUARANTINE_SUFFIX = "_quarantine"
@@ -184,7 +185,7 @@ def quarantine_dataset(
     recheck = validate_dataset(
         clean, dataset=name, expected_schema=expected_schema, quality_rules=quality_rules,
         fail_on_schema_mismatch=fail_on_schema_mismatch, fail_on_null_rate_exceeds=fail_on_null_rate_exceeds,
-        reference_time=reference_time,
+        reference_time=reference_time, others=referenced_datasets(validation),
     )  # fmt: skip
     return StageResult(
         stage="quarantine",

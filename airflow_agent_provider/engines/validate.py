@@ -10,6 +10,11 @@ once, ~10x cheaper than a ``FILTER`` in the shared scan) and custom SQL predicat
 Only a rule that found something runs more queries (its sample). The queries run on a connection
 to one in-memory DuckDB per process, opened once: opening a database costs more than validating
 a small dataset.
+
+Rules may read the run's other staged datasets (``others``): ``in_dataset`` checks a column's values
+against a column of another dataset, and a ``sql`` predicate may read them by name in a subquery.
+Each is a view of its name next to ``data``; the validation result records them
+(:func:`referenced_datasets`) so that a quarantine or a remediation validates its rows the same way.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ def validate_dataset(
     fail_on_null_rate_exceeds: float | None = None,
     reference_time: datetime | None = None,
     sample_size: int = 5,
+    others: Mapping[str, DatasetRef] | None = None,
 ) -> StageResult:
     """Check a staged dataset against a schema, a null-rate threshold and quality rules.
 
@@ -74,16 +80,23 @@ def validate_dataset(
     :param fail_on_null_rate_exceeds: a column with a larger share of nulls (0.05 = 5 %) is an issue.
     :param reference_time: the end of the data interval, for ``within_last_n_days`` (default now, UTC).
     :param sample_size: at most this many distinct offending values per issue.
+    :param others: the run's other staged datasets by name, which ``in_dataset`` rules and ``sql``
+        predicates may read (a name equal to ``dataset`` or ``data`` is left out).
+    :raises ValueError: bad arguments, e.g. an ``in_dataset`` rule naming a dataset ``others`` lacks.
     :returns: a ``validate`` stage result, status ``pass`` or ``fail``; the data stays where it is.
     """
     started, started_at = time.monotonic(), datetime.now(timezone.utc)
     schema = _check_arguments(ref, expected_schema, quality_rules, fail_on_null_rate_exceeds, sample_size)
+    readable = _readable_others(dataset, others, quality_rules)
     con = shared_cursor()  # a cursor of its own (its temp view ``data``); a new DuckDB costs 15-50 ms
     try:
         files = part_files(ref.uri)
         con.execute(f"CREATE TEMP VIEW data AS SELECT * FROM read_parquet({file_list(files)}, union_by_name = true)")
         types = columns_of(con, "data")
-        plan = Scan(con, dataset, types, sample_size, utc(reference_time), stats=footer_stats(con, files, types))
+        plan = Scan(
+            con, dataset, types, sample_size, utc(reference_time), stats=footer_stats(con, files, types),
+            others=_other_views(con, readable),
+        )  # fmt: skip
         checks = [plan_rule(plan, rule, f"r{i}") for i, rule in enumerate(quality_rules)]
         scan, values = measure(plan, checks)
         null_rates = _null_rates(scan.row_count, scan.non_null)
@@ -92,7 +105,7 @@ def validate_dataset(
             _check_schema(scan, schema, findings, fails=fail_on_schema_mismatch)
         if fail_on_null_rate_exceeds is not None:
             _check_null_rates(scan, scan.non_null, null_rates, fail_on_null_rate_exceeds, findings)
-        _check_rules(scan, ref.uri, checks, values, findings)
+        _check_rules(scan, ref.uri, checks, values, findings, others={n: r.uri for n, r in readable.items()})
     finally:
         con.close()
     return StageResult(
@@ -101,13 +114,57 @@ def validate_dataset(
         datasets={dataset: ref},
         issues=findings.issues,
         warnings=findings.warnings,
-        metrics=_metrics(scan, null_rates, findings, len(quality_rules), ref.uri),
+        metrics=_metrics(scan, null_rates, findings, len(quality_rules), ref.uri, others=readable),
         duration_s=round(time.monotonic() - started, 3),
         started_at=started_at,
     )
 
 
-def _metrics(scan: Scan, null_rates: Mapping[str, float], findings: _Findings, rules: int, uri: str) -> dict[str, Any]:
+def referenced_datasets(validation: StageResult) -> dict[str, DatasetRef]:
+    """The other staged datasets a validation's rules read (``in_dataset``, ``sql``), by name: pass them
+    as ``others`` to validate its rows again."""
+    found = validation.metrics.get("referenced_datasets") or {}
+    return {name: DatasetRef.model_validate(ref) for name, ref in found.items()}
+
+
+def _readable_others(
+    dataset: str, others: Mapping[str, DatasetRef] | None, rules: Sequence[QualityRule]
+) -> dict[str, DatasetRef]:
+    """The other datasets the rules may read: all of them when a rule reads other datasets, else none."""
+    others = {name: ref for name, ref in (others or {}).items() if name not in (dataset, "data")}
+    for name, ref in others.items():
+        if not isinstance(ref, DatasetRef):
+            raise TypeError(f"others[{name!r}] must be a DatasetRef, got {type(ref).__name__}")
+    for rule in rules:
+        if rule.rule == "in_dataset" and rule.dataset not in others:
+            held = ", ".join(sorted(others)) or "none"
+            raise ValueError(
+                f"rule {rule.label}: no other staged dataset named {rule.dataset!r} reaches this validation "
+                f"(it has: {held}); pass the task that stages it in upstream="
+            )
+    return others if any(rule.rule in ("in_dataset", "sql") for rule in rules) else {}
+
+
+def _other_views(con: Any, others: Mapping[str, DatasetRef]) -> dict[str, dict[str, str]]:
+    """A temporary view of each other dataset, named after it; name -> column types."""
+    views = {}
+    for name, ref in others.items():
+        scan = f"read_parquet({file_list(part_files(ref.uri))}, union_by_name = true)"
+        con.execute(f"CREATE TEMP VIEW {quote_ident(name)} AS SELECT * FROM {scan}")
+        views[name] = columns_of(con, quote_ident(name))
+    return views
+
+
+def _metrics(
+    scan: Scan,
+    null_rates: Mapping[str, float],
+    findings: _Findings,
+    rules: int,
+    uri: str,
+    *,
+    others: Mapping[str, DatasetRef],
+) -> dict[str, Any]:
+    referenced = {"referenced_datasets": {n: r.model_dump(mode="json") for n, r in others.items()}} if others else {}
     return {
         "row_count": scan.row_count,
         "columns": {name: logical_type(t) for name, t in scan.types.items()},
@@ -117,6 +174,7 @@ def _metrics(scan: Scan, null_rates: Mapping[str, float], findings: _Findings, r
         "rules_failed": findings.rules_failed,
         "schema_match": findings.schema_match,
         "data_location": uri,
+        **referenced,
     }
 
 
@@ -252,9 +310,11 @@ def _mismatch(scan: Scan, column: str, want: str, found: str) -> Issue:
     )
 
 
-def _check_rules(scan: Scan, uri: str, checks: list[Check], values: list[Values], findings: _Findings) -> None:
+def _check_rules(
+    scan: Scan, uri: str, checks: list[Check], values: list[Values], findings: _Findings, *, others: Mapping[str, str]
+) -> None:
     """Each rule in its declared order; custom SQL predicates counted in a sandbox without file access."""
-    locked = sandbox(uri, scan.con) if any(check.sandboxed for check in checks) else None
+    locked = sandbox(uri, scan.con, others) if any(check.sandboxed for check in checks) else None
     try:
         for check, found in zip(checks, values, strict=True):
             if check.sandboxed and locked is not None:

@@ -6,9 +6,11 @@ aggregates of every rule into one query with the null counts, so a passing datas
 (``in_list`` over text counts in its own ``WHERE`` query, which the Parquet reader answers per
 dictionary entry); only a rule that found something runs more queries (its sample, the detail of
 its message). Values from the rule (lists, bounds, patterns, times) travel as bound parameters, never as SQL text.
-Custom SQL predicates run in a sandbox: a connection that sees the dataset as a registered Arrow
-dataset and has external access switched off and its configuration locked, so a predicate reads
-rows, no file.
+Custom SQL predicates pass the one SQL gate (``engines.sqlgate``: one expression that reads only
+``data`` and the run's other staged datasets, by name) and run in a sandbox: a connection that sees
+those datasets as registered Arrow datasets and has external access switched off and its
+configuration locked, so a predicate reads rows, no file. ``in_dataset`` reads the other dataset
+through its view on the validation's connection.
 """
 
 from __future__ import annotations
@@ -166,6 +168,34 @@ def _floating(scan: Scan, rule: QualityRule) -> bool:
     comparison the footers' range decides (``x > 100`` is false for every row, NaN included, when the
     footers' max is 99), so a rule that NaN violates names NaN explicitly."""
     return scan.types[str(rule.column)].upper() in ("FLOAT", "DOUBLE")
+
+
+def _in_dataset(scan: Scan, rule: QualityRule, col: str, key: str) -> Check:
+    """Rows whose value is not among the values of a column of another staged dataset (an anti-join)."""
+    other, other_column = str(rule.dataset), rule.reference_column
+    if other not in scan.others:
+        cause = f"no other staged dataset named {other!r} in this run (has: {', '.join(sorted(scan.others)) or 'none'})"
+        return _fixed(rule, lambda scan: rule_error(scan, rule, cause))
+    if other_column not in scan.others[other]:
+        cause = f"dataset {other} has no column {other_column!r} (has: {', '.join(scan.others[other])})"
+        return _fixed(rule, lambda scan: rule_error(scan, rule, cause))
+    ref = quote_ident(other_column)
+    condition = f"{col} IS NOT NULL AND {col} NOT IN (SELECT {ref} FROM {quote_ident(other)} WHERE {ref} IS NOT NULL)"
+    where = f"{other}.{other_column}"
+
+    def build(scan: Scan, bad: int, sample: list[Any]) -> Issue:
+        return _issue(
+            scan,
+            rule,
+            "value_not_in_dataset",
+            expected=where,
+            found=sample,
+            affected_rows=bad,
+            sample=sample,
+            message=f"{scan.where(rule.column)}: {bad} rows whose value is not in {where}{_example(sample)}",
+        )
+
+    return _counted(rule, condition, {}, build, own=True)
 
 
 def _in_list(scan: Scan, rule: QualityRule, col: str, key: str) -> Check:
@@ -337,10 +367,18 @@ def _predicate_columns(scan: Scan, rule: QualityRule) -> list[str]:
 
 def _sql(scan: Scan, rule: QualityRule) -> Check:
     """A custom predicate, counted alone in the sandbox (its text is the author's, so it shares no query)."""
+    from airflow_agent_provider.engines.sqlgate import check_sql
+    from airflow_agent_provider.exceptions import UnsafeSQL
+
     condition = f"NOT (\n{rule.predicate}\n)"
     aggregate = f"count(*) FILTER (WHERE {condition})"
     if len(scan.con.extract_statements(f"SELECT {aggregate} FROM data")) != 1:
         cause = "the predicate must be one boolean SQL expression, not statements"
+        return _fixed(rule, lambda scan: rule_error(scan, rule, cause))
+    try:
+        check_sql(f"SELECT {aggregate} FROM data", ["data", *scan.others], scan.con)
+    except UnsafeSQL as refused:
+        cause = f"the predicate is refused: {refused}"
         return _fixed(rule, lambda scan: rule_error(scan, rule, cause))
 
     def finish(scan: Scan, values: tuple[Any, ...]) -> Issue | None:
@@ -366,6 +404,7 @@ _COLUMN_RULES: dict[str, Callable[[Scan, QualityRule, str, str], Check]] = {
     "not_null": _not_null,
     "unique": _unique,
     "in_list": _in_list,
+    "in_dataset": _in_dataset,
     "range": _range,
     "regex": _regex,
     "within_last_n_days": _within_last_n_days,

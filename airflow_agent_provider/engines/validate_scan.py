@@ -48,6 +48,8 @@ class Scan:
     row_count: int = 0
     non_null: Mapping[str, int] = field(default_factory=dict)
     stats: Mapping[str, ColumnStats] = field(default_factory=dict)
+    others: Mapping[str, dict[str, str]] = field(default_factory=dict)
+    """The run's other staged datasets a rule may read (each a view of that name): name -> column types."""
 
     def where(self, column: str | None) -> str:
         return f"{self.dataset}.{column or '*'}"
@@ -110,15 +112,21 @@ def _locked_database() -> duckdb.DuckDBPyConnection:
 _SANDBOX = ProcessDuckDB(_locked_database)
 
 
-def sandbox(uri: str, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+def sandbox(
+    uri: str, con: duckdb.DuckDBPyConnection, others: Mapping[str, str] | None = None
+) -> duckdb.DuckDBPyConnection:
     """A cursor for custom predicates: the dataset as Arrow (typed like ``con``'s view) on a DuckDB that has
     external access switched off and its configuration locked, so a predicate reads rows, no file.
 
+    :param others: the run's other staged datasets (name -> URI), registered under their names like ``data``
+        (``con`` has a view of each).
+
     The locked database is shared (a cursor's registered ``data`` is its own); a new one costs 15-50 ms.
     """
-    schema = con.sql("SELECT * FROM data LIMIT 0").to_arrow_table().schema
     locked = _SANDBOX.cursor()
-    locked.register("data", arrow_dataset(uri, schema))
+    for name, where in {"data": uri, **(others or {})}.items():
+        schema = con.sql(f"SELECT * FROM {quote_ident(name)} LIMIT 0").to_arrow_table().schema
+        locked.register(name, arrow_dataset(where, schema))
     return locked
 
 

@@ -26,10 +26,14 @@ class ValidateOperator(ClaudeStageOperator):
     :param expected_schema: column -> logical type (integer, float, string, boolean, date, timestamp).
         Templated.
     :param quality_rules: list of rule dicts ``{column, rule, ...}``: ``not_null``, ``unique``,
-        ``in_list`` (``values``), ``range`` (``min``/``max``), ``regex`` (``pattern``),
-        ``within_last_n_days`` (``days``; ``within_last_30_days`` also reads), ``row_count_between``
-        (``min``/``max``) and ``sql`` (``predicate``, a boolean expression every row must meet).
-        ``within_last_n_days`` counts back from the end of the run's data interval. Templated.
+        ``in_list`` (``values``), ``in_dataset`` (``dataset``, ``dataset_column``: the values must
+        appear in a column of another staged dataset of the run), ``range`` (``min``/``max``),
+        ``regex`` (``pattern``), ``within_last_n_days`` (``days``; ``within_last_30_days`` also
+        reads), ``row_count_between`` (``min``/``max``) and ``sql`` (``predicate``, a boolean
+        expression every row must meet; a subquery may read the other staged datasets by name).
+        ``within_last_n_days`` counts back from the end of the run's data interval. The other staged
+        datasets are those of ``upstream`` besides ``dataset`` (e.g. ``upstream=extract.output``
+        when one extract stages both). Every rule: docs/reference.md. Templated.
     :param fail_on_schema_mismatch: a schema mismatch fails the validation (else it is a warning).
     :param fail_on_null_rate_exceeds: a column whose share of nulls exceeds this (0.05 = 5 %) is an issue.
     :param fail_task_on_failure: fail the task (no retry) when the validation fails; the result is
@@ -77,7 +81,8 @@ class ValidateOperator(ClaudeStageOperator):
 
         configure_engines()
         with stage_errors(self.task_id):
-            name, holder = _common.find_dataset(parse_upstream(self.upstream), self.dataset)
+            results = parse_upstream(self.upstream)
+            name, holder = _common.find_dataset(results, self.dataset)
             ref = holder.datasets[name]
             result = validate_dataset(
                 ref,
@@ -87,6 +92,7 @@ class ValidateOperator(ClaudeStageOperator):
                 fail_on_schema_mismatch=self.fail_on_schema_mismatch,
                 fail_on_null_rate_exceeds=self.fail_on_null_rate_exceeds,
                 reference_time=_common.data_interval(context)[1],
+                others={n: r for n, r in _common.all_datasets(results).items() if n != name},
             )
         result.task_id = self.task_id
         if self.diagnose and not result.passed:

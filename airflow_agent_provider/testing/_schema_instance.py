@@ -2,9 +2,10 @@
 
 Used by :class:`~airflow_agent_provider.testing.FakeClaude` for its *auto answer*: when a request carries
 ``output_config.format.schema`` and no scripted rule matches, the fake answers with the smallest
-plausible instance of that schema (first ``enum`` value, ``const``, required properties only, ``"auto"``
-for strings, numbers clamped into ``minimum``/``maximum``, ``minItems`` array items, ``$ref`` resolved
-into ``$defs``, first ``anyOf``/``oneOf`` option).
+plausible instance of that schema (first ``enum`` value, ``const``, required properties only, the
+caller's text for strings (FakeClaude's default-answer mark; ``"auto"`` by default), numbers clamped into
+``minimum``/``maximum``, ``minItems`` array items, ``$ref`` resolved into ``$defs``, first
+``anyOf``/``oneOf`` option).
 
 Only the subset of JSON Schema that structured outputs accept is handled; ``pattern`` is ignored.
 Numeric and length limits that ``anthropic.transform_schema`` (used by ``messages.parse``) moves into the
@@ -42,12 +43,15 @@ _STRING_FORMATS: dict[str, str] = {
 }
 
 
-def schema_instance(schema: Schema) -> Any:
-    """Return a minimal value valid against ``schema`` (``$ref`` resolved against ``schema`` itself)."""
-    return _instance(schema, schema, 0)
+def schema_instance(schema: Schema, text: str = "auto") -> Any:
+    """Return a minimal value valid against ``schema`` (``$ref`` resolved against ``schema`` itself).
+
+    :param text: what a string without a ``format`` holds (cut to its ``maxLength``).
+    """
+    return _instance(schema, schema, 0, text)
 
 
-def _instance(schema: Schema, root: Schema, depth: int) -> Any:
+def _instance(schema: Schema, root: Schema, depth: int, text: str = "auto") -> Any:
     if depth > _MAX_DEPTH:
         raise ValueError("schema nests too deeply (recursive required reference?)")
     schema = _with_description_hints(resolve_ref(schema, root))
@@ -57,10 +61,10 @@ def _instance(schema: Schema, root: Schema, depth: int) -> Any:
         return schema["enum"][0]
     for key in ("anyOf", "oneOf"):
         if schema.get(key):
-            return _instance(_pick_option(schema[key], root, depth), root, depth + 1)
+            return _instance(_pick_option(schema[key], root, depth), root, depth + 1, text)
     if schema.get("allOf"):
-        return _instance(_merge_all_of(schema, root), root, depth + 1)
-    return _by_type(schema, _type_of(schema), root, depth)
+        return _instance(_merge_all_of(schema, root), root, depth + 1, text)
+    return _by_type(schema, _type_of(schema), root, depth, text)
 
 
 def resolve_ref(schema: Schema, root: Schema) -> Schema:
@@ -120,27 +124,27 @@ def _type_of(schema: Schema) -> str:
     return "string"
 
 
-def _by_type(schema: Schema, kind: str, root: Schema, depth: int) -> Any:
+def _by_type(schema: Schema, kind: str, root: Schema, depth: int, text: str) -> Any:
     if kind == "object":
-        return _object(schema, root, depth)
+        return _object(schema, root, depth, text)
     if kind == "array":
-        return _array(schema, root, depth)
+        return _array(schema, root, depth, text)
     if kind in ("integer", "number"):
         return _number(schema, integer=kind == "integer")
     if kind == "boolean":
         return False
     if kind == "null":
         return None
-    return _string(schema)
+    return _string(schema, text)
 
 
-def _object(schema: Schema, root: Schema, depth: int) -> dict[str, Any]:
+def _object(schema: Schema, root: Schema, depth: int, text: str) -> dict[str, Any]:
     properties: dict[str, Schema] = schema.get("properties", {})
-    return {name: _instance(properties.get(name, {}), root, depth + 1) for name in schema.get("required", [])}
+    return {name: _instance(properties.get(name, {}), root, depth + 1, text) for name in schema.get("required", [])}
 
 
-def _array(schema: Schema, root: Schema, depth: int) -> list[Any]:
-    prefix = [_instance(item, root, depth + 1) for item in schema.get("prefixItems", [])]
+def _array(schema: Schema, root: Schema, depth: int, text: str) -> list[Any]:
+    prefix = [_instance(item, root, depth + 1, text) for item in schema.get("prefixItems", [])]
     count = max(int(schema.get("minItems", 0)) - len(prefix), 0)
     items = schema.get("items")
     if not count or not isinstance(items, dict):
@@ -148,11 +152,11 @@ def _array(schema: Schema, root: Schema, depth: int) -> list[Any]:
     resolved = resolve_ref(items, root)
     if schema.get("uniqueItems") and resolved.get("enum"):
         return prefix + list(resolved["enum"][:count])
-    return prefix + [_instance(items, root, depth + 1) for _ in range(count)]
+    return prefix + [_instance(items, root, depth + 1, text) for _ in range(count)]
 
 
-def _string(schema: Schema) -> str:
-    text = _STRING_FORMATS.get(str(schema.get("format", "")), "auto")
+def _string(schema: Schema, default: str) -> str:
+    text = _STRING_FORMATS.get(str(schema.get("format", "")), default)
     min_length = int(schema.get("minLength", 0))
     if len(text) < min_length:
         text += "x" * (min_length - len(text))

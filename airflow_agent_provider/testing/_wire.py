@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,10 @@ from airflow_agent_provider.testing._schema_instance import schema_instance
 Body = dict[str, Any]
 Headers = list[tuple[str, str]]
 
-AUTO_TEXT = "This is an automatic reply from FakeClaude."
+DEFAULT_MARK = "FakeClaude default answer: no script rule matched this request"
+"""What every free-text field of an auto answer holds (a rationale, a summary), so a decision record
+built from it says plainly that no one decided."""
+AUTO_TEXT = f"This is an automatic reply from FakeClaude ({DEFAULT_MARK})."
 _RATE_LIMITS = {"requests": 50, "tokens": 100_000, "input-tokens": 80_000, "output-tokens": 20_000}
 
 
@@ -138,6 +142,10 @@ class RecordedRequest:
     received_at: float
     response_status: int | None = None
     reply_kind: str | None = None
+    rule: int | None = None
+    """The number (1, 2, ... in the order added) of the script rule that answered a messages request."""
+    default_answer: bool = False
+    """No rule matched: the fake's default answered (``reply_kind`` ``"auto"`` unless ``set_default`` changed it)."""
 
     @property
     def retry_count(self) -> int | None:
@@ -244,14 +252,23 @@ def _content_text(content: Any) -> str:
     return "\n".join(t for t in texts if t)
 
 
+def data_blocks(body: Body) -> list[str]:
+    """The ``<data>`` ... ``</data>`` blocks of the user messages (the pipeline's evidence, JSON), without the tags."""
+    return [match.strip() for match in _DATA_BLOCK.findall(user_text(body))]
+
+
+_DATA_BLOCK = re.compile(r"<data>(.*?)</data>", re.DOTALL)
+
+
 def auto_reply(body: Body) -> Reply:
-    """Answer derived from the request alone: schema instance, forced tool call, or a short text."""
+    """Answer derived from the request alone: schema instance, forced tool call, or a short text; every
+    free-text field holds :data:`DEFAULT_MARK`."""
     schema = output_schema(body)
     if schema is not None:
-        return dataclasses.replace(Reply.json(schema_instance(schema)), kind="auto")
+        return dataclasses.replace(Reply.json(schema_instance(schema, DEFAULT_MARK)), kind="auto")
     forced = forced_tool_schema(body)
     if forced is not None:
-        return dataclasses.replace(Reply.tool_use(forced[0], schema_instance(forced[1])), kind="auto")
+        return dataclasses.replace(Reply.tool_use(forced[0], schema_instance(forced[1], DEFAULT_MARK)), kind="auto")
     return dataclasses.replace(Reply.text(AUTO_TEXT), kind="auto")
 
 

@@ -32,15 +32,23 @@ Pointing an Airflow ``anthropic`` connection at it in your own DAG tests (``host
 
 For a separate process (demos, ``airflow standalone``)::
 
-    python -m airflow_agent_provider.testing.fake_claude --port 0 --port-file /tmp/port --script rules.json
+    python -m airflow_agent_provider.testing.fake_claude --port 0 --port-file /tmp/port --script rules.json \
+        --log /tmp/fake_claude.jsonl
 
-When no rule matches, the fake sends an *auto answer*: a minimal JSON instance of the request's
-``output_config.format.schema`` (or a forced tool call, or a short text); its ``reply_kind`` is ``"auto"``.
+A script is a JSON list of rules ``{"match": ..., "times": n, "reply": {"kind": ...}}`` (see
+docs/claude.md, "FakeClaude outside pytest"); ``--log`` appends one JSON line per request.
+
+When no rule matches, the fake sends its *default answer*, an *auto answer* unless ``set_default``
+changed it: a minimal JSON instance of the request's ``output_config.format.schema`` (or a forced tool
+call, or a short text) whose every free-text field reads ``FakeClaude default answer: no script rule
+matched this request``, so a decision record built from it says so; its ``reply_kind`` is ``"auto"``
+and the request log marks it ``"default_answer": true``.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import hmac
 import itertools
 import json
@@ -63,6 +71,7 @@ from airflow_agent_provider.testing._wire import (
     Reply,
     WireResponse,
     auto_reply,
+    data_blocks,
     error_response,
     fault_response,
     message_body,
@@ -94,14 +103,23 @@ class _Rule:
     item: Item
     matches: Callable[[Body], bool]
     remaining: int | None
+    number: int = 0
 
 
 class FakeClaude:
     """Scriptable fake of the Anthropic Messages API on a loopback port (see the module docstring)."""
 
-    def __init__(self, api_key: str = "fake-key", host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        api_key: str = "fake-key",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        """:param log_path: append one JSON line per request to this file (see :meth:`log_line`)."""
         self._api_key = api_key
         self._host, self._port = host, port
+        self._log_path = Path(log_path) if log_path is not None else None
         self._lock = threading.RLock()
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -114,6 +132,7 @@ class FakeClaude:
         self._log: list[RecordedRequest] = []
         self._cache: set[str] = set()
         self._counter = itertools.count(1)
+        self._rule_numbers = itertools.count(1)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -169,7 +188,7 @@ class FakeClaude:
         if times is not None and times < 1:
             raise ValueError("times must be a positive int or None")
         with self._lock:
-            self._rules.append(_Rule(item, compile_matcher(match), times))
+            self._rules.append(_Rule(item, compile_matcher(match), times, next(self._rule_numbers)))
         return self
 
     def set_default(self, reply: Item) -> None:
@@ -217,7 +236,37 @@ class FakeClaude:
             response.headers.append(("request-id", request_id))
             with self._lock:
                 record.response_status, record.reply_kind = response.status, response.kind
+        self._write_log(record, request_id)
         return response
+
+    @staticmethod
+    def log_line(record: RecordedRequest, request_id: str) -> dict[str, Any]:
+        """What ``--log`` writes for a request: when, what was asked, what answered it, and the body."""
+        body = record.json if isinstance(record.json, dict) else {}
+        schema = output_schema(body) or {}
+        line: dict[str, Any] = {
+            "at": dt.datetime.fromtimestamp(record.received_at, dt.timezone.utc).isoformat(),
+            "request_id": request_id,
+            "method": record.method,
+            "path": record.path,
+            "status": record.response_status,
+            "reply_kind": record.reply_kind,
+            "rule": record.rule,
+            "default_answer": record.default_answer,
+            "model": body.get("model"),
+            "schema_title": schema.get("title"),
+        }
+        if record.default_answer:
+            line["note"] = "no script rule matched: FakeClaude's default answer, not a decision"
+        line["body"] = record.json
+        return line
+
+    def _write_log(self, record: RecordedRequest, request_id: str) -> None:
+        if self._log_path is None:
+            return
+        text = json.dumps(self.log_line(record, request_id), default=str) + "\n"
+        with self._lock, self._log_path.open("a", encoding="utf-8") as out:
+            out.write(text)
 
     def _respond(self, record: RecordedRequest, headers: dict[str, str], n: int, rid: str) -> Answer:
         route = record.path.split("?")[0]
@@ -232,20 +281,24 @@ class FakeClaude:
             return error_response(400, "invalid_request_error", problem, rid, "invalid_request")
         if route == COUNT_TOKENS_PATH:
             return WireResponse.of_json(200, {"input_tokens": prompt_tokens(body).total}, "count_tokens")
-        return self._render(self._next_item(body), body, n, rid)
+        item, rule = self._next_item(body)
+        with self._lock:
+            record.rule, record.default_answer = rule, rule is None
+        return self._render(item, body, n, rid)
 
     def _authorized(self, headers: dict[str, str]) -> bool:
         bearer = headers.get("authorization", "")
         token = bearer[7:] if bearer[:7].lower() == "bearer " else headers.get("x-api-key", "")
         return hmac.compare_digest(token.encode(), self._api_key.encode())
 
-    def _next_item(self, body: Body) -> Item:
+    def _next_item(self, body: Body) -> tuple[Item, int | None]:
+        """The item that answers ``body`` and the number of its rule (None: the default)."""
         with self._lock:
             for rule in self._rules:
                 if rule.matches(body):
                     self._consume(rule)
-                    return rule.item
-            return self._default
+                    return rule.item, rule.number
+            return self._default, None
 
     def _consume(self, rule: _Rule) -> None:
         if rule.remaining is None:
@@ -369,6 +422,14 @@ def _contains(body: Body, needle: Any) -> bool:
     return str(needle) in user_text(body) or str(needle) in system_text(body)
 
 
+def _data_contains(body: Body, needle: Any) -> bool:
+    """The needle in a ``<data>`` block of the user message: the pipeline's evidence, not the instructions.
+
+    The block is JSON as sent: ``<`` and ``>`` inside it appear as ``\\u003c`` and ``\\u003e``.
+    """
+    return any(str(needle) in block for block in data_blocks(body))
+
+
 def _schemas(body: Body) -> list[Body]:
     """Output schema and tool input schemas, each with a top-level ``$ref`` resolved."""
     found = [output_schema(body), *((t or {}).get("input_schema") for t in body.get("tools") or [])]
@@ -378,6 +439,7 @@ def _schemas(body: Body) -> list[Body]:
 _CONDITIONS: dict[str, Callable[[Body, Any], bool]] = {
     "model": lambda body, value: body.get("model") == value,
     "contains": _contains,
+    "data_contains": _data_contains,
     "schema_title": lambda body, value: any(s.get("title") == value for s in _schemas(body)),
     "schema_has_property": lambda body, value: any(value in s.get("properties", {}) for s in _schemas(body)),
 }
@@ -428,8 +490,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port-file", help="write the bound port here once listening")
     parser.add_argument("--script", help="JSON file: a list of {match, times, reply} rules")
     parser.add_argument("--api-key", default=os.environ.get("FAKE_CLAUDE_API_KEY", "fake-key"))
+    parser.add_argument("--log", help="append one JSON line per request to this file (what answered it, the body)")
     args = parser.parse_args(argv)
-    options = {"api_key": args.api_key, "host": args.host, "port": args.port}
+    options = {"api_key": args.api_key, "host": args.host, "port": args.port, "log_path": args.log}
     fake = FakeClaude.from_script(args.script, **options) if args.script else FakeClaude(**options)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -43,6 +43,19 @@ class TestChooseRoute:
         assert decision.usage.model_calls == 1 and decision.usage.cost_usd > 0
         assert not decision.fallback_used
 
+    def test_an_unscripted_answer_says_in_the_record_that_no_one_decided(self, fake: FakeClaude, client: Any) -> None:
+        decision = route(client)  # no rule: FakeClaude's default answer
+        assert decision.route == "escalate"  # the first option, alphabetically: not a judgment
+        assert decision.rationale.startswith("FakeClaude default answer: no script rule matched")
+        assert fake.messages_requests[0].default_answer and fake.messages_requests[0].rule is None
+
+    def test_a_data_block_match_ignores_the_system_prompt(self, fake: FakeClaude, client: Any) -> None:
+        fake.add(answer("remediate_schema"), match={"data_contains": "missing_column"})  # the system names it
+        fake.add(answer("quarantine_rows"), match={"data_contains": "schema_mismatch"})
+        decision = route(client)
+        assert decision.route == "quarantine_rows", user_messages(fake.messages_requests[0])
+        assert fake.messages_requests[0].rule == 2
+
     def test_offers_exactly_the_sorted_branches_as_a_closed_enum(self, fake: FakeClaude, client: Any) -> None:
         fake.add(answer("escalate"))
         route(client)

@@ -406,7 +406,7 @@ class TestCustomPredicate:
         issue = only_issue(check(events, [{"rule": "sql", "predicate": predicate.format(secret=secret)}]))
 
         assert issue.type == "rule_error"
-        assert "disabled by configuration" in issue.message
+        assert "is not allowed" in issue.message  # the SQL gate refuses it before the sandbox would
         assert "hunter2" not in issue.model_dump_json()
 
     def test_predicate_cannot_reenable_file_access(self, events: DatasetRef, tmp_path: Path) -> None:
@@ -677,3 +677,83 @@ class TestScale:
         assert [(i.type, i.affected_rows, i.sample) for i in result.issues] == [
             ("value_not_in_list", rows // 1024 + 1, ["clik"]),
         ]
+
+
+class TestOtherDatasets:
+    """Rules that read another staged dataset of the run: in_dataset, and sql predicates by name."""
+
+    @pytest.fixture
+    def flights(self, staging_root: str) -> DatasetRef:
+        return stage(staging_root, {"carrier": ["AA", "UA", "ZZ", "ZZ", "XX", None], "n": [1, 2, 3, 4, 5, 6]})
+
+    @pytest.fixture
+    def airlines(self, staging_root: str) -> DatasetRef:
+        return stage(staging_root, {"code": ["AA", "UA", "DL", None], "name": ["A", "U", "D", "-"]}, "airlines")
+
+    def test_in_dataset_counts_values_the_other_dataset_lacks(self, flights: DatasetRef, airlines: DatasetRef) -> None:
+        rule = {"rule": "in_dataset", "column": "carrier", "dataset": "airlines", "dataset_column": "code"}
+        result = check(flights, [rule], others={"airlines": airlines})
+        issue = only_issue(result)
+        assert (issue.type, issue.affected_rows, issue.expected) == ("value_not_in_dataset", 3, "airlines.code")
+        assert issue.sample == [
+            "ZZ",
+            "XX",
+        ]  # most frequent first; the null passes, the null in airlines matches nothing
+        assert "3 rows whose value is not in airlines.code, e.g. 'ZZ'" in issue.message
+        assert result.metrics["referenced_datasets"]["airlines"]["uri"] == airlines.uri
+
+    def test_in_dataset_passes_when_every_value_is_known(self, staging_root: str, airlines: DatasetRef) -> None:
+        ref = stage(staging_root, {"code": ["AA", "DL", None]})
+        assert check(
+            ref, [{"rule": "in_dataset", "column": "code", "dataset": "airlines"}], others={"airlines": airlines}
+        ).passed
+
+    def test_in_dataset_naming_a_dataset_the_run_lacks_is_a_bad_argument(self, flights: DatasetRef) -> None:
+        with pytest.raises(ValueError, match=r"no other staged dataset named 'airlines'.*upstream="):
+            check(flights, [{"rule": "in_dataset", "column": "carrier", "dataset": "airlines"}])
+
+    def test_in_dataset_over_a_column_the_other_lacks_is_a_rule_error(
+        self, flights: DatasetRef, airlines: DatasetRef
+    ) -> None:
+        rule = {"rule": "in_dataset", "column": "carrier", "dataset": "airlines"}
+        issue = only_issue(check(flights, [rule], others={"airlines": airlines}))
+        assert issue.type == "rule_error" and "airlines has no column 'carrier'" in issue.message
+
+    def test_in_dataset_needs_its_dataset(self) -> None:
+        with pytest.raises(ValueError, match="missing its argument"):
+            parse_quality_rules([{"rule": "in_dataset", "column": "carrier"}])
+
+    def test_sql_predicate_reads_another_dataset_by_name(self, flights: DatasetRef, airlines: DatasetRef) -> None:
+        # airlines.code holds a null: without the WHERE, `'ZZ' IN (..., NULL)` is null and the row passes
+        predicate = "carrier IN (SELECT code FROM airlines WHERE code IS NOT NULL)"
+        rule = {"rule": "sql", "predicate": predicate, "column": "carrier"}
+        issue = only_issue(check(flights, [rule], others={"airlines": airlines}))
+        assert (issue.type, issue.affected_rows, issue.sample) == ("sql_predicate_failed", 3, ["ZZ", "XX"])
+
+    def test_sql_predicate_reads_no_table_but_the_staged_datasets(
+        self, flights: DatasetRef, airlines: DatasetRef
+    ) -> None:
+        rule = {"rule": "sql", "predicate": "carrier IN (SELECT code FROM planes)"}
+        issue = only_issue(check(flights, [rule], others={"airlines": airlines}))
+        assert issue.type == "rule_error"
+        assert "table 'planes' is not allowed" in issue.message and "airlines" in issue.message
+
+    def test_quarantine_validates_the_clean_rows_against_the_same_other_dataset(
+        self, flights: DatasetRef, airlines: DatasetRef, staging_root: str
+    ) -> None:
+        from airflow_agent_provider.engines.quarantine import quarantine_dataset
+
+        rules = parse_quality_rules(
+            [
+                {"rule": "in_list", "column": "carrier", "values": ["AA", "UA"]},
+                {"rule": "in_dataset", "column": "carrier", "dataset": "airlines", "dataset_column": "code"},
+            ]
+        )
+        validation = validate_dataset(
+            flights, dataset="events", quality_rules=rules, reference_time=REF_TIME, others={"airlines": airlines}
+        )
+        result = quarantine_dataset(
+            validation, uri_for=lambda name: f"{staging_root}/dag/run/quarantine/{name}", quality_rules=rules
+        )
+        assert result.passed, [issue.message for issue in result.issues]
+        assert (result.metrics["rows_after"], result.metrics["rows_quarantined"]) == (3, 3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -115,6 +116,38 @@ class TestStructuredOutput:
         parsed = client.messages.parse(output_format=RouteDecision, **params)
         assert isinstance(parsed.parsed_output, RouteDecision)
         assert fake.messages_requests[0].json["output_config"]["format"]["schema"]["title"] == "RouteDecision"
+
+    def test_auto_answer_marks_every_free_text_field_as_the_default(self, fake: FakeClaude, client: Any) -> None:
+        schema = {
+            "type": "object",
+            "title": "RouteDecision",
+            "properties": {"route": {"enum": ["a", "b"]}, "rationale": {"type": "string"}},
+            "required": ["route", "rationale"],
+            "additionalProperties": False,
+        }
+        answer = json.loads(ask(client, output_config=structured(schema)).content[0].text)
+        assert answer == {"route": "a", "rationale": "FakeClaude default answer: no script rule matched this request"}
+        assert (fake.requests[0].default_answer, fake.requests[0].rule) == (True, None)
+
+    def test_log_file_holds_one_line_per_request(self, tmp_path: Path, client: Any) -> None:
+        import anthropic
+
+        log = tmp_path / "log.jsonl"
+        with FakeClaude(api_key=KEY, log_path=log) as fake:
+            fake.add(Reply.text("scripted"), match={"data_contains": "orders"}, times=1)
+            sdk = anthropic.Anthropic(api_key=KEY, base_url=fake.url, max_retries=0, timeout=5.0)
+            data = [{"role": "user", "content": 'Check this.\n<data>\n{"dataset":"orders"}\n</data>'}]
+            assert ask(sdk, messages=data).content[0].text == "scripted"
+            ask(sdk, messages=data, system="orders")  # rule used up; the system prompt does not count
+        lines = [json.loads(line) for line in log.read_text().splitlines()]
+        assert [(line["rule"], line["default_answer"]) for line in lines] == [(1, False), (None, True)]
+        assert lines[0]["path"] == "/v1/messages" and lines[0]["status"] == 200 and lines[0]["model"] == MODEL
+
+    def test_data_contains_reads_only_the_data_block(self, fake: FakeClaude, client: Any) -> None:
+        fake.add(Reply.text("data"), match={"data_contains": "deploy"})
+        assert "automatic reply" in ask(client, system="deploy").content[0].text  # no <data> block at all
+        block = [{"role": "user", "content": 'look\n<data>\n{"note":"deploy 42"}\n</data>'}]
+        assert ask(client, messages=block).content[0].text == "data"
 
     def test_auto_answer_without_schema_is_prose(self, fake: FakeClaude, client: Any) -> None:
         message = ask(client)
@@ -365,7 +398,8 @@ class TestCli:
         script.write_text(json.dumps([rule]))
         port_file = tmp_path / "port"
         command = [sys.executable, "-m", "airflow_agent_provider.testing.fake_claude", "--port", "0"]
-        command += ["--port-file", str(port_file), "--script", str(script), "--api-key", KEY]
+        log = tmp_path / "requests.jsonl"
+        command += ["--port-file", str(port_file), "--script", str(script), "--api-key", KEY, "--log", str(log)]
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             port = _wait_for_port(port_file, process)
@@ -376,6 +410,11 @@ class TestCli:
             os.kill(process.pid, signal.SIGTERM)
             returncode = process.wait(timeout=5)
         assert returncode == 0, process.stderr.read() if process.stderr else ""
+        scripted, unscripted = [json.loads(line) for line in log.read_text().splitlines()]
+        assert (scripted["rule"], scripted["default_answer"], scripted["reply_kind"]) == (1, False, "json")
+        assert (unscripted["rule"], unscripted["default_answer"], unscripted["reply_kind"]) == (None, True, "auto")
+        assert "default answer" in unscripted["note"] and unscripted["body"]["messages"] == USER
+        assert KEY not in log.read_text()
 
     def test_from_script_builds_slow_replies_and_faults(self) -> None:
         import anthropic
@@ -404,3 +443,16 @@ def _wait_for_port(port_file: Path, process: subprocess.Popen[bytes]) -> int:
         assert process.poll() is None, "fake_claude CLI exited early"
         time.sleep(0.05)
     raise AssertionError("fake_claude CLI never wrote its port file")
+
+
+def test_the_documented_script_loads() -> None:
+    """docs/claude.md's example script is one FakeClaude accepts, with the reply kinds the page lists."""
+    page = (Path(__file__).resolve().parents[2] / "docs" / "claude.md").read_text()
+    section = page.split("### FakeClaude outside pytest", 1)[1]
+    script = json.loads(section.split("```json", 1)[1].split("```", 1)[0])
+    fake = FakeClaude.from_script(script)
+    assert len(fake._rules) == 3
+    from airflow_agent_provider.testing.fake_claude import _SPEC_FACTORIES
+
+    documented = set(re.findall(r"^  \| `(\w+)` \| .* \| .* \|$", section, re.M)) - {"model", "contains"}
+    assert {"json", "slow", *_SPEC_FACTORIES} <= documented
