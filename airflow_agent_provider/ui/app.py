@@ -8,18 +8,20 @@ The data then comes from the REST API, read as that same user (see :mod:`.client
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse
 
 from airflow_agent_provider.ui import DAG_VIEW_ROUTE, ROOT_APP_KEY, RUN_VIEW_ROUTE, URL_PREFIX
-from airflow_agent_provider.ui.client import PAGE_LIMIT, AirflowApi, ApiError, credentials_of, q
+from airflow_agent_provider.ui.client import PAGE_LIMIT, AirflowApi, ApiError, FinishedRuns, credentials_of, q
 from airflow_agent_provider.ui.render import dag_page, error_page, run_page
 from airflow_agent_provider.ui.views import REPORT_OPERATOR, build_history, build_run_view
 
 XCOM_KEYS = ("return_value", "decision")
 DEFAULT_DAYS = 30
+FINAL_STATES = ("success", "failed")
 
 
 def create_app() -> FastAPI:
@@ -28,7 +30,11 @@ def create_app() -> FastAPI:
     from airflow.api_fastapi.core_api.security import requires_access_dag
 
     app = FastAPI(title="Agent pipeline", docs_url=None, redoc_url=None, openapi_url=None)
-    can_read_runs = [Depends(requires_access_dag(method="GET", access_entity=DagAccessEntity.RUN))]
+    can_read_runs = [
+        Depends(requires_access_dag(method="GET", access_entity=DagAccessEntity.RUN)),
+        Depends(requires_access_dag(method="GET", access_entity=DagAccessEntity.XCOM)),
+    ]
+    finished = FinishedRuns()
 
     def api(request: Request) -> AirflowApi:
         root = request.scope.get(ROOT_APP_KEY)
@@ -40,22 +46,34 @@ def create_app() -> FastAPI:
     async def run_view(dag_id: str, run_id: str, request: Request) -> HTMLResponse:
         ui_base = _ui_base(request)
         async with api(request) as client:
-            view = build_run_view(*await load_run(client, dag_id, run_id), ui_base=ui_base)
-        return HTMLResponse(run_page(view, dag_url=f"{ui_base}/dags/{q(dag_id)}/plugin/{DAG_VIEW_ROUTE}"))
+            data = await load_run(client, dag_id, run_id)
+        started = time.perf_counter()
+        html = run_page(
+            build_run_view(*data, ui_base=ui_base), dag_url=f"{ui_base}/dags/{q(dag_id)}/plugin/{DAG_VIEW_ROUTE}"
+        )
+        return _html(html, client, time.perf_counter() - started)
 
     @app.get("/dags/{dag_id}", response_class=HTMLResponse, dependencies=can_read_runs)
     async def dag_view(
         dag_id: str, request: Request, days: int = Query(DEFAULT_DAYS, ge=1, le=PAGE_LIMIT)
     ) -> HTMLResponse:
         async with api(request) as client:
-            runs, reports = await load_history(client, dag_id, days)
-        return HTMLResponse(dag_page(dag_id, build_history(runs, reports, _ui_base(request), RUN_VIEW_ROUTE)))
+            runs, reports = await load_history(client, dag_id, days, finished)
+        started = time.perf_counter()
+        html = dag_page(dag_id, build_history(runs, reports, _ui_base(request), RUN_VIEW_ROUTE))
+        return _html(html, client, time.perf_counter() - started)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, err: ApiError) -> HTMLResponse:
         return HTMLResponse(error_page(err.status, err.detail), status_code=err.status)
 
     return app
+
+
+def _html(html: str, client: AirflowApi, render_s: float) -> HTMLResponse:
+    """The page, with what it cost in a ``Server-Timing`` header (REST calls made, rendering)."""
+    timing = f'api;dur={client.seconds * 1000:.1f};desc="{client.calls} REST calls", render;dur={render_s * 1000:.1f}'
+    return HTMLResponse(html, headers={"Server-Timing": timing})
 
 
 def _ui_base(request: Request) -> str:
@@ -84,8 +102,13 @@ async def load_run(client: AirflowApi, dag_id: str, run_id: str) -> tuple[Any, A
     return dag_run, tasks["tasks"], tis["task_instances"], xcoms
 
 
-async def load_history(client: AirflowApi, dag_id: str, days: int) -> tuple[list[Any], dict[str, Any]]:
-    """The DAG's last ``days`` runs and, per run id, the report task's pipeline-state document."""
+async def load_history(
+    client: AirflowApi, dag_id: str, days: int, finished: FinishedRuns | None = None
+) -> tuple[list[Any], dict[str, Any]]:
+    """The DAG's last ``days`` runs and, per run id, the report task's pipeline-state document.
+
+    A finished run's document is read once and then kept in ``finished``.
+    """
     runs_body, tasks = await asyncio.gather(
         client.get(f"/dags/{q(dag_id)}/dagRuns", limit=days, order_by="-run_after"),
         client.get(f"/dags/{q(dag_id)}/tasks"),
@@ -96,5 +119,21 @@ async def load_history(client: AirflowApi, dag_id: str, days: int) -> tuple[list
     )
     if report is None:
         return runs, {}
-    values = await asyncio.gather(*(client.xcom_value(dag_id, r["dag_run_id"], report, "return_value") for r in runs))
-    return runs, {r["dag_run_id"]: v for r, v in zip(runs, values, strict=True)}
+    finished = finished if finished is not None else FinishedRuns(0)
+    keys = {r["dag_run_id"]: (dag_id, r["dag_run_id"], report, r.get("end_date")) for r in runs}
+    reports = {}
+    missing = []
+    for run in runs:
+        known, value = finished.get(keys[run["dag_run_id"]])
+        if known:
+            reports[run["dag_run_id"]] = value
+        else:
+            missing.append(run)
+    values = await asyncio.gather(
+        *(client.xcom_value(dag_id, r["dag_run_id"], report, "return_value") for r in missing)
+    )
+    for run, value in zip(missing, values, strict=True):
+        reports[run["dag_run_id"]] = value
+        if run.get("state") in FINAL_STATES and run.get("end_date"):
+            finished.put(keys[run["dag_run_id"]], value)
+    return runs, reports

@@ -7,7 +7,9 @@ authorized by Airflow exactly as if the browser had made it; nothing here opens 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import time
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -38,6 +40,8 @@ class AirflowApi:
             transport=httpx.ASGITransport(app=app), base_url="http://airflow-api", headers=dict(credentials)
         )
         self._slots = asyncio.Semaphore(MAX_CONCURRENT)
+        self.calls = 0
+        self.seconds = 0.0
 
     async def __aenter__(self) -> AirflowApi:
         return self
@@ -47,7 +51,10 @@ class AirflowApi:
 
     async def get(self, path: str, **params: Any) -> Any:
         async with self._slots:
+            started = time.perf_counter()
             response = await self._client.get(f"/api/v2{path}", params=params)
+            self.calls += 1
+            self.seconds += time.perf_counter() - started
         if response.status_code != 200:
             try:
                 detail = str(response.json().get("detail"))
@@ -69,6 +76,30 @@ class AirflowApi:
         path = f"/dags/{q(dag_id)}/dagRuns/{q(run_id)}/taskInstances/{q(task_id)}/xcomEntries/{q(key)}"
         body = await self.get_or_none(path, map_index=map_index)
         return None if body is None else body.get("value")
+
+
+class FinishedRuns:
+    """What finished runs left behind (their report documents), kept in memory: it no longer changes.
+
+    Keyed by DAG, run and the run's ``end_date``, so a cleared and re-run run is read again. Served only
+    after Airflow has authorized the caller to read that DAG's runs and XComs (the routes' dependencies).
+    """
+
+    def __init__(self, size: int = 5000) -> None:
+        self._size = size
+        self._values: OrderedDict[Hashable, Any] = OrderedDict()
+
+    def get(self, key: Hashable) -> tuple[bool, Any]:
+        if key in self._values:
+            self._values.move_to_end(key)
+            return True, self._values[key]
+        return False, None
+
+    def put(self, key: Hashable, value: Any) -> None:
+        self._values[key] = value
+        self._values.move_to_end(key)
+        while len(self._values) > self._size:
+            self._values.popitem(last=False)
 
 
 def credentials_of(headers: Mapping[str, str], cookies: Mapping[str, str], cookie_name: str) -> dict[str, str]:

@@ -14,7 +14,7 @@ from importlib.resources import files
 from airflow_agent_provider.contracts import Issue, RouteDecision, Usage
 from airflow_agent_provider.ui.views import HistoryPoint, RunView, StageRow, decided_by
 
-ROUTE_COLORS = ("#1971c2", "#f08c00", "#7048e8", "#0c8599", "#c2255c", "#5c940d", "#495057")
+ROUTE_COLORS = ("#0c8599", "#e8590c", "#c2255c", "#5c940d", "#862e9c", "#495057", "#e67700")
 # A link inside Airflow's iframe (sandboxed, no top navigation) opens the Airflow page around it.
 _TOP_LINKS = (
     "<script>document.addEventListener('click',function(e){var a=e.target.closest('a[target=_top]');"
@@ -259,7 +259,7 @@ def history_svg(points: Sequence[HistoryPoint], width: int = 960, height: int = 
     """Bars of rows loaded per day, a line of model cost, failing checks above the bars, failed days in red."""
     if not points:
         return '<p class="muted">No runs yet.</p>'
-    left, right, top, bottom = 56, 64, 22, 58
+    left, right, top, bottom = 56, 90, 22, 78
     plot_w, plot_h = width - left - right, height - top - bottom
     step = plot_w / len(points)
     max_rows = max([p.rows_loaded or 0 for p in points] + [1])
@@ -291,6 +291,8 @@ def _axes(left: int, top: int, *, plot_w: float, plot_h: float, max_rows: int, m
         f'<text x="{left - 6}" y="{top + 4}" text-anchor="end">{max_rows:,}</text>',
         f'<text x="{left - 6}" y="{base}" text-anchor="end">0</text>',
         f'<text x="4" y="{top - 8}">rows loaded</text>',
+        f'<text x="{left - 6}" y="{base + 12}" text-anchor="end">route</text>',
+        f'<text x="{left - 6}" y="{base + 26}" text-anchor="end">checks</text>',
         f'<text x="{left + plot_w + 6}" y="{top + 4}">${max_cost:.4f}</text>',
         f'<text x="{left + plot_w + 6}" y="{top - 8}">model cost</text>',
     ]
@@ -322,23 +324,23 @@ def _day(
     if p.failed:
         parts.append(
             f'<rect x="{x:.1f}" y="{top}" width="{step:.1f}" height="{plot_h:.1f}" fill="var(--fail)" opacity="0.12"/>'
-            f'<text x="{x + step / 2:.1f}" y="{top - 6}" text-anchor="middle" class="err" fill="var(--fail)">✕</text>'
+            f'<text x="{x + step / 2:.1f}" y="{top - 6}" text-anchor="middle" style="fill:var(--fail)">✕</text>'
         )
     height = ((p.rows_loaded or 0) / max_rows) * plot_h
     fill = "var(--fail)" if p.failed else "var(--accent)"
     parts.append(
         f'<rect x="{bar_x:.1f}" y="{base - height:.1f}" width="{bar_w:.1f}" height="{height:.1f}" fill="{fill}"/>'
     )
-    if p.failing_checks:
-        cy = base - height - 9
-        parts.append(
-            f'<circle cx="{x + step / 2:.1f}" cy="{cy:.1f}" r="7" fill="var(--warn)"/>'
-            f'<text x="{x + step / 2:.1f}" y="{cy + 4:.1f}" text-anchor="middle" fill="#fff">{p.failing_checks}</text>'
-        )
     if p.route:
         parts.append(f'<rect x="{bar_x:.1f}" y="{base + 4}" width="{bar_w:.1f}" height="8" fill="{colors[p.route]}"/>')
+    if p.failing_checks:
+        cx, cy = x + step / 2, base + 22
+        parts.append(
+            f'<circle class="checks" cx="{cx:.1f}" cy="{cy}" r="7" fill="var(--warn)"/>'
+            f'<text x="{cx:.1f}" y="{cy + 4}" text-anchor="middle" style="fill:#fff">{p.failing_checks}</text>'
+        )
     if i % label_every == 0 and p.day:
-        lx, ly = x + step / 2, base + 24
+        lx, ly = x + step / 2, base + 44
         parts.append(
             f'<text x="{lx:.1f}" y="{ly}" text-anchor="end" transform="rotate(-40 {lx:.1f} {ly})">{p.day:%m-%d}</text>'
         )

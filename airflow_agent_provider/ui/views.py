@@ -225,7 +225,12 @@ def _stage_row(
 
 
 def _rows_in(outcome: TaskOutcome, upstream: Mapping[str, set[str]], rows_out: Mapping[str, int | None]) -> int | None:
-    """``rows_before`` when the stage reports it, else what its upstream stages put out (None for a source)."""
+    """``rows_before`` when the stage reports it, else what its upstream stages put out.
+
+    None for a source, and for a task that moves no rows (a branch, a plain task).
+    """
+    if not outcome.results:
+        return None
     before = [r.metrics["rows_before"] for r in outcome.results if isinstance(r.metrics.get("rows_before"), int)]
     if before:
         return sum(before)
