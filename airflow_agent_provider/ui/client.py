@@ -7,7 +7,6 @@ authorized by Airflow exactly as if the browser had made it; nothing here opens 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping
 from typing import Any
@@ -41,7 +40,6 @@ class AirflowApi:
         )
         self._slots = asyncio.Semaphore(MAX_CONCURRENT)
         self.calls = 0
-        self.seconds = 0.0
 
     async def __aenter__(self) -> AirflowApi:
         return self
@@ -51,10 +49,8 @@ class AirflowApi:
 
     async def get(self, path: str, **params: Any) -> Any:
         async with self._slots:
-            started = time.perf_counter()
             response = await self._client.get(f"/api/v2{path}", params=params)
             self.calls += 1
-            self.seconds += time.perf_counter() - started
         if response.status_code != 200:
             try:
                 detail = str(response.json().get("detail"))

@@ -29,6 +29,7 @@ STAGE_OF_OPERATOR = {
 }
 REPORT_OPERATOR = "PipelineReportOperator"
 FAILED_STATES = ("failed", "upstream_failed")
+NOT_RUN = ("skipped", "removed", "none", "upstream_failed", "scheduled", "queued")
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -163,7 +164,7 @@ def build_run_view(
     state = build_state(
         outcomes, pipeline_id=dag_id, dag_id=dag_id, run_id=run_id, started_at=parse_time(dag_run.get("start_date"))
     )
-    rows_out = {task_id: summary.rows for task_id, summary in state.stages.items()}
+    rows_out = {o.task_id: _rows_out(o, state.stages[o.task_id]) for o in outcomes}
     stages = [
         _stage_row(
             o,
@@ -206,6 +207,8 @@ def _stage_row(
     ends = [t for t in (parse_time(ti.get("end_date")) for ti in tis) if t is not None]
     durations = [float(ti["duration"]) for ti in tis if ti.get("duration") is not None]
     map_index = int(tis[0].get("map_index", -1)) if len(tis) == 1 else -1
+    if outcome.state in NOT_RUN:  # a skipped task has a start date: when it was skipped
+        starts, ends = [], []
     return StageRow(
         task_id=outcome.task_id,
         stage=summary.stage,
@@ -215,7 +218,7 @@ def _stage_row(
         ended_at=max(ends) if ends else None,
         duration_s=max(durations) if durations else summary.duration_s,
         rows_in=_rows_in(outcome, upstream, rows_out),
-        rows_out=summary.rows,
+        rows_out=_rows_out(outcome, summary),
         issues=[issue for r in outcome.results for issue in r.issues],
         usage=summary.usage + sum((d.usage for d in outcome.decisions), Usage()),
         log_url=log_url(*where, outcome.task_id, map_index),
@@ -236,6 +239,12 @@ def _rows_in(outcome: TaskOutcome, upstream: Mapping[str, set[str]], rows_out: M
         return sum(before)
     counts = [rows_out[u] for u in upstream.get(outcome.task_id, ()) if rows_out.get(u) is not None]
     return sum(c for c in counts if c is not None) if counts else None
+
+
+def _rows_out(outcome: TaskOutcome, summary: StageSummary) -> int | None:
+    """``rows_after`` when the stage reports it (quarantine also stages the rows it set aside), else its rows."""
+    after = [r.metrics["rows_after"] for r in outcome.results if isinstance(r.metrics.get("rows_after"), int)]
+    return sum(after) if after else summary.rows
 
 
 def _quarantined(outcome: TaskOutcome) -> list[Quarantined]:
