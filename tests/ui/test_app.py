@@ -37,3 +37,19 @@ class TestLogin:
 
         assert response.status_code == 401
         assert "pipeline" not in response.text.lower()
+
+
+class TestImportCost:
+    def test_loading_the_plugin_imports_neither_its_app_nor_the_contracts(self) -> None:
+        """Every Airflow component loads plugins: the app, its renderer and the contracts wait for a request."""
+        import subprocess
+        import sys
+
+        code = "import sys, airflow_agent_provider.ui; print(' '.join(sorted(sys.modules)))"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+        loaded = set(out.stdout.split())
+
+        assert "airflow_agent_provider.ui" in loaded
+        assert not {
+            m for m in loaded if m.startswith(("airflow_agent_provider.ui.", "airflow_agent_provider.contracts"))
+        }
