@@ -81,7 +81,7 @@ class FinishedRuns:
     after Airflow has authorized the caller to read that DAG's runs and XComs (the routes' dependencies).
     """
 
-    def __init__(self, size: int = 5000) -> None:
+    def __init__(self, size: int = 1000) -> None:
         self._size = size
         self._values: OrderedDict[Hashable, Any] = OrderedDict()
 
