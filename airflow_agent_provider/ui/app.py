@@ -92,10 +92,11 @@ async def load_run(client: AirflowApi, dag_id: str, run_id: str) -> tuple[Any, A
         client.get(f"{base}/taskInstances", limit=PAGE_LIMIT),
         client.get(f"{base}/taskInstances/~/xcomEntries", limit=PAGE_LIMIT),
     )
+    reports = {t["task_id"] for t in tasks["tasks"] if (t.get("class_ref") or {}).get("class_name") == REPORT_OPERATOR}
     wanted = [
         (str(e["task_id"]), str(e["key"]), int(e["map_index"]))
         for e in entries["xcom_entries"]
-        if e["key"] in XCOM_KEYS
+        if e["key"] in XCOM_KEYS and e["task_id"] not in reports  # the page rebuilds the report's summary
     ]
     values = await asyncio.gather(*(client.xcom_value(dag_id, run_id, *w) for w in wanted))
     xcoms: dict[tuple[str, str], list[Any]] = {}

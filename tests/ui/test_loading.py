@@ -62,13 +62,13 @@ class TestLoadHistory:
 
 
 class TestLoadRun:
-    def test_reads_each_return_value_and_decision_but_no_other_key(self) -> None:
+    def test_reads_each_stage_result_and_decision_but_no_other_key_nor_the_report(self) -> None:
         run = fixtures.bad_run()
         xcoms = {("manual__bad", t, k): values[0] for (t, k), values in run["xcoms"].items()}
-        api = RestStandIn([run["dag_run"]], xcoms)
+        api = RestStandIn([run["dag_run"]], {**xcoms, ("manual__bad", "report", "return_value"): {"status": "x"}})
 
         dag_run, tasks, _tis, values = asyncio.run(load_run(api, DAG_ID, "manual__bad"))  # type: ignore[arg-type]
 
-        assert api.xcom_reads == len(xcoms)
+        assert api.xcom_reads == len(xcoms)  # not the report's document
         assert values == {key: list(v) for key, v in run["xcoms"].items()}
         assert dag_run["dag_run_id"] == "manual__bad" and len(tasks) == len(fixtures.OPERATORS)
