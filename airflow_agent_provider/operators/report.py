@@ -57,9 +57,11 @@ class PipelineReportOperator(StageOperator):
     """Build the run's pipeline-state document from every other task's result, whatever happened.
 
     Runs last with ``trigger_rule="all_done"`` (place it downstream of the final tasks), so it reports
-    failed, skipped and upstream-failed stages too: per stage the status, duration, start, rows, issue
-    count and top issues, model usage and the XCom size; in total the usage (tokens, cost), the rows
-    loaded, the routing decisions, the errors and warnings. Logs a compact table and returns the document.
+    failed, skipped and upstream-failed stages too: per stage the status, duration, start, the rows
+    it was given (``rows_in``), passed on (``rows``/``rows_out``: a quarantine's clean rows, a load's
+    rows loaded) and set aside (``rows_quarantined``), issue count and top issues, model usage and
+    the XCom size; in total the usage (tokens, cost), the rows loaded, the routing decisions, the
+    errors and warnings. Logs a compact table and returns the document.
 
     :param pipeline_id: the id recorded in the document (default: the DAG id). Templated.
     :param output_path: also write the JSON document here (a local path or an object-storage URI).
@@ -206,13 +208,18 @@ def summarize(outcome: TaskOutcome) -> StageSummary:
         )
     issues = [issue for r in results for issue in r.issues]
     starts = [r.started_at for r in results if r.started_at is not None]
+    counts = [row_counts(r) for r in results]
+    rows_out = sum(out for _, out, _ in counts)
     return StageSummary(
         task_id=outcome.task_id,
         stage=results[0].stage,
         status=_stage_status(results, outcome.state),
         duration_s=max(r.duration_s for r in results),
         started_at=min(starts) if starts else None,
-        rows=sum(_rows(r) for r in results),
+        rows=rows_out,
+        rows_in=_total(rows_in for rows_in, _, _ in counts),
+        rows_out=rows_out,
+        rows_quarantined=_total(quarantined for _, _, quarantined in counts),
         issues=len(issues),
         top_issues=[issue.summary() for issue in issues[:TOP_ISSUES]],
         usage=sum((r.usage for r in results), Usage()),
@@ -230,9 +237,34 @@ def _stage_status(results: Sequence[StageResult], state: str | None) -> str:
 
 
 def _rows(result: StageResult) -> int:
+    return row_counts(result)[1]
+
+
+def row_counts(result: StageResult) -> tuple[int | None, int, int | None]:
+    """``(rows in, rows out, rows quarantined)`` of one stage result; None where the stage does not say.
+
+    Rows out are a load's rows loaded, else the rows of the datasets the stage passes on: quarantined
+    rows (``quarantine_datasets``, or the names in a remediation's ``rows_quarantined``) are not among them.
+    """
+    metrics = result.metrics
+    taken = metrics.get("rows_quarantined")
+    set_aside = set(metrics.get("quarantine_datasets") or [])
+    if isinstance(taken, Mapping):
+        set_aside |= set(taken)
+        quarantined: int | None = sum(int(v or 0) for v in taken.values())
+    else:
+        quarantined = None if taken is None else int(taken)
     if result.stage == "load":
-        return int(result.metrics.get("rows_loaded") or 0)
-    return sum(ref.row_count for ref in result.datasets.values())
+        rows_out = int(metrics.get("rows_loaded") or 0)
+    else:
+        rows_out = sum(ref.row_count for name, ref in result.datasets.items() if name not in set_aside)
+    rows_in = metrics.get("rows_before")
+    return (None if rows_in is None else int(rows_in)), rows_out, quarantined
+
+
+def _total(values: Iterable[int | None]) -> int | None:
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
 
 
 def _compact_output(results: Sequence[StageResult]) -> dict[str, Any]:
@@ -265,13 +297,17 @@ def format_table(state: PipelineState) -> list[str]:
     lines = [
         f"Pipeline {state.pipeline_id} run {state.run_id}: {state.status}, {state.rows_loaded} row(s) loaded, "
         f"{state.usage.model_calls} model call(s), ${state.usage.cost_usd:.4f}",
-        f"{'task':<28} {'stage':<10} {'status':<16} {'rows':>9} {'issues':>6} {'seconds':>8}",
+        f"{'task':<28} {'stage':<10} {'status':<16} {'rows in':>9} {'rows out':>9} {'quarantined':>11} "
+        f"{'issues':>6} {'seconds':>8}",
     ]
     for summary in state.stages.values():
-        rows = "" if summary.rows is None else str(summary.rows)
+        rows_in, rows_out, quarantined = (
+            "" if value is None else str(value) for value in (summary.rows_in, summary.rows, summary.rows_quarantined)
+        )
         seconds = "" if summary.duration_s is None else f"{summary.duration_s:.2f}"
         lines.append(
-            f"{summary.task_id:<28} {summary.stage:<10} {summary.status:<16} {rows:>9} {summary.issues:>6} {seconds:>8}"
+            f"{summary.task_id:<28} {summary.stage:<10} {summary.status:<16} {rows_in:>9} {rows_out:>9} "
+            f"{quarantined:>11} {summary.issues:>6} {seconds:>8}"
         )
     return lines
 

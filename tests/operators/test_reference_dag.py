@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from airflow_agent_provider.contracts import Usage
 from airflow_agent_provider.testing import FakeClaude, Reply
 from scripts.demo_http_server import serve
 from scripts.sample_data import generate
@@ -232,6 +233,14 @@ class TestDailyUserEngagement:
         assert (report["status"], report["rows_loaded"]) == ("partial", clean_users)
         assert report["usage"]["model_calls"] == 2 and report["usage"]["cost_usd"] > 0
         assert report["decisions"] == [decision]
+        counts = [name for name in Usage.model_fields if name != "cost_usd"]
+        for usage in (decision["usage"], report["usage"], report["stages"]["validate_events"]["usage"]):
+            assert all(type(usage[count]) is int for count in counts), usage  # counts are integers in XCom
+        stage = report["stages"]["quarantine"]
+        assert (stage["rows_in"], stage["rows_out"], stage["rows_quarantined"]) == (
+            metrics["rows_before"], metrics["rows_after"], len(broken)
+        )  # fmt: skip
+        assert stage["rows"] == stage["rows_out"] == stage["rows_in"] - len(broken)
         loaded = _checksum(sample.warehouse_rows())
         quarantined = _checksum(_quarantined_values(sample))
 
