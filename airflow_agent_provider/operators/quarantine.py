@@ -38,6 +38,7 @@ class QuarantineOperator(StageOperator):
     :param quality_rules: the rules its validation ran (as for ``ValidateOperator``). Templated.
     :param fail_on_schema_mismatch: as for the validation.
     :param fail_on_null_rate_exceeds: as for the validation.
+    :param allow_extra_columns: as for the validation: columns beyond ``expected_schema`` are fine.
     :param quarantine_conn_id: a SQLite/PostgreSQL connection to also write the quarantined rows to
         (only when the clean rows pass); without it they stay staged. Templated.
     :param quarantine_table: the table there (default ``<dataset>_quarantine``). It takes any row: the
@@ -72,6 +73,7 @@ class QuarantineOperator(StageOperator):
         quality_rules: Sequence[Mapping[str, Any]] | None = None,
         fail_on_schema_mismatch: bool = True,
         fail_on_null_rate_exceeds: float | None = None,
+        allow_extra_columns: bool = False,
         quarantine_conn_id: str | None = None,
         quarantine_table: str | None = None,
         quarantine_key: Sequence[str] | None = None,
@@ -85,6 +87,7 @@ class QuarantineOperator(StageOperator):
         self.quality_rules = quality_rules
         self.fail_on_schema_mismatch = fail_on_schema_mismatch
         self.fail_on_null_rate_exceeds = fail_on_null_rate_exceeds
+        self.allow_extra_columns = allow_extra_columns
         self.quarantine_conn_id = quarantine_conn_id
         self.quarantine_table = quarantine_table
         self.quarantine_key = quarantine_key
@@ -105,7 +108,7 @@ class QuarantineOperator(StageOperator):
                 quality_rules=parse_quality_rules(self.quality_rules), expected_schema=self.expected_schema,
                 fail_on_schema_mismatch=self.fail_on_schema_mismatch,
                 fail_on_null_rate_exceeds=self.fail_on_null_rate_exceeds,
-                reference_time=_common.data_interval(context)[1],
+                reference_time=_common.data_interval(context)[1], allow_extra_columns=self.allow_extra_columns,
             )  # fmt: skip
             result = _with_other_failures(result, [r for r in results if r is not validation])
             if result.passed:

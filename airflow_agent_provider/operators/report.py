@@ -192,8 +192,23 @@ def build_state(
         usage=sum((r.usage for r in results), Usage()) + sum((d.usage for d in decisions), Usage()),
         rows_loaded=sum(_rows(r) for r in results if r.stage == "load"),
         errors=[e for o in outcomes for e in _errors(o, stages[o.task_id])],
-        warnings=[f"{o.task_id}: {w}" for o in outcomes for r in o.results for w in r.warnings],
+        warnings=_warnings_once(outcomes),
     )
+
+
+def _warnings_once(outcomes: Sequence[TaskOutcome]) -> list[str]:
+    """Each distinct warning once, under the first task that gave it (a re-validation repeats its validation's)."""
+    tasks: dict[str, list[str]] = {}
+    for outcome in outcomes:
+        for result in outcome.results:
+            for warning in result.warnings:
+                seen = tasks.setdefault(warning, [])
+                if outcome.task_id not in seen:
+                    seen.append(outcome.task_id)
+    return [
+        f"{ids[0]}: {warning}" + (f" (also {', '.join(ids[1:])})" if len(ids) > 1 else "")
+        for warning, ids in tasks.items()
+    ]
 
 
 def summarize(outcome: TaskOutcome) -> StageSummary:

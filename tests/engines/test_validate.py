@@ -521,8 +521,24 @@ class TestSchema:
 
         assert result.status == "pass"
         assert result.issues == []
-        assert result.warnings == ["events.extra: unexpected column (string), not in expected_schema"]
+        assert result.warnings == [
+            "events.extra: unexpected column (string), not in expected_schema (allow_extra_columns=True allows them)"
+        ]
         assert result.metrics["schema_match"] is True
+
+    def test_unexpected_columns_are_one_warning_and_none_when_allowed(self, staging_root: str) -> None:
+        ref = stage(staging_root, {"id": [1, 2], **{f"c{i}": ["a", "b"] for i in range(12)}})
+
+        partial = check(ref, expected_schema={"id": "integer"})
+        allowed = check(ref, expected_schema={"id": "integer", "c0": "integer"}, allow_extra_columns=True)
+
+        assert partial.warnings == [
+            "events: 12 unexpected columns c0 (string), c1 (string), c2 (string), c3 (string), c4 (string), "
+            "c5 (string), c6 (string), c7 (string), c8 (string), c9 (string) and 2 more, not in expected_schema "
+            "(allow_extra_columns=True allows them)"
+        ]
+        assert (partial.status, allowed.warnings) == ("pass", [])
+        assert [issue.type for issue in allowed.issues] == ["schema_mismatch"]  # the columns it names still count
 
     def test_mismatch_is_a_warning_when_the_dag_allows_it(self, staging_root: str) -> None:
         ref = stage(staging_root, {"id": ["1", "x"]})

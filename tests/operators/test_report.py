@@ -138,6 +138,19 @@ class TestBuildState:
         assert all(name in header for name in ("rows in", "rows out", "quarantined"))
         assert quarantine_line.split()[3:6] == ["336876", "336776", "100"]
 
+    def test_a_warning_repeated_by_later_stages_is_reported_once(self) -> None:
+        extra = "events: 13 unexpected columns a (string), ..., not in expected_schema"
+        outcomes = [
+            TaskOutcome.parse("validate", "success", "validate", [_result("validate", "fail", warnings=[extra])]),
+            TaskOutcome.parse(
+                "quarantine", "success", "quarantine", [_result("quarantine", "pass", warnings=[extra, "other"])]
+            ),
+        ]
+
+        state = build_state(outcomes, pipeline_id="p", dag_id="d", run_id="r")
+
+        assert state.warnings == [f"validate: {extra} (also quarantine)", "quarantine: other"]
+
     def test_usage_counts_are_integers_in_the_document(self) -> None:
         decision = {"route": "quarantine", "usage": {"model_calls": 1.0, "input_tokens": 768.0, "cost_usd": 0.5}}
         validate = _result("validate", "fail", usage=Usage(model_calls=1, input_tokens=100, cost_usd=0.25))
