@@ -96,6 +96,7 @@ def validate_dataset(
         if fail_on_null_rate_exceeds is not None:
             _check_null_rates(scan, scan.non_null, null_rates, fail_on_null_rate_exceeds, findings)
         _check_rules(scan, ref.uri, checks, values, findings)
+        _beside_schema_issues(findings)
     finally:
         con.close()
     return StageResult(
@@ -265,6 +266,31 @@ def _mismatch(scan: Scan, column: str, want: str, found: str) -> Issue:
         sample=sample,
         message=f"{scan.where(column)}: expected {want}, found {found}; {detail}",
     )
+
+
+def _beside_schema_issues(findings: _Findings) -> None:
+    """A rule that could not run on a mistyped column follows from its schema issue: say so, and list it next to it."""
+    schema = {issue.column: issue for issue in findings.issues if issue.type == "schema_mismatch"}
+    follow: dict[str, list[Issue]] = {}
+    for issue in findings.issues:
+        if issue.type == "rule_error" and issue.column in schema:
+            cause = schema[issue.column]
+            issue.message = (
+                f"{issue.message} (it follows from the schema issue on this column: expected {cause.expected}, "
+                f"found {cause.found})"
+            )
+            follow.setdefault(str(issue.column), []).append(issue)
+    if not follow:
+        return
+    moved = {id(issue) for issues in follow.values() for issue in issues}
+    ordered: list[Issue] = []
+    for issue in findings.issues:
+        if id(issue) in moved:
+            continue
+        ordered.append(issue)
+        if issue.type == "schema_mismatch":
+            ordered.extend(follow.get(str(issue.column), []))
+    findings.issues = ordered
 
 
 def _check_rules(scan: Scan, uri: str, checks: list[Check], values: list[Values], findings: _Findings) -> None:

@@ -607,11 +607,27 @@ class TestRulesOnMissingColumns:
         assert (issue.type, issue.column) == ("missing_column", "ghost")
         assert issue.rule == QualityRule.model_validate(rule).label
 
-    def test_value_that_cannot_compare_is_a_rule_error(self, events: DatasetRef) -> None:
+    def test_value_that_cannot_compare_is_a_rule_error_in_the_users_terms(self, events: DatasetRef) -> None:
         issue = only_issue(check(events, [{"rule": "range", "column": "email", "min": 5}]))
 
         assert issue.type == "rule_error"
-        assert "Cannot compare values of type VARCHAR and type INTEGER" in issue.message
+        assert (
+            issue.message
+            == "events.email: rule range(email) could not run: the column holds text and the rule needs numbers"
+        )
+        assert "Cannot compare values of type VARCHAR and type INTEGER" in str(issue.found)  # the engine's words
+
+    def test_a_rule_on_a_mistyped_column_is_listed_beside_the_schema_issue(self, staging_root: str) -> None:
+        ref = stage(staging_root, {"carrier": ["UA", None], "dep_delay": ["5", "late"]})
+        rules = [{"rule": "not_null", "column": "carrier"}, {"rule": "range", "column": "dep_delay", "min": 0}]
+
+        result = check(ref, rules, expected_schema={"carrier": "string", "dep_delay": "float"})
+
+        assert [issue.type for issue in result.issues] == ["schema_mismatch", "rule_error", "not_null_violation"]
+        assert result.issues[1].message == (
+            "events.dep_delay: rule range(dep_delay) could not run: the column holds text and the rule needs numbers "
+            "(it follows from the schema issue on this column: expected float, found string)"
+        )
 
 
 class TestSamples:
