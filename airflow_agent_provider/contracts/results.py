@@ -203,6 +203,9 @@ class PipelineState(_Model):
     pipeline_id: str
     dag_id: str
     run_id: str
+    logical_date: datetime | None = None
+    data_interval_start: datetime | None = None  # the data the run processed: [start, end)
+    data_interval_end: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
     status: Literal["success", "failed", "partial"] = "success"

@@ -61,7 +61,8 @@ class PipelineReportOperator(StageOperator):
     it was given (``rows_in``), passed on (``rows``/``rows_out``: a quarantine's clean rows, a load's
     rows loaded) and set aside (``rows_quarantined``), issue count and top issues, model usage and
     the XCom size; in total the usage (tokens, cost), the rows loaded, the routing decisions, the
-    errors and warnings. Logs a compact table and returns the document.
+    errors and warnings, and the data interval the run processed (``data_interval_start`` and
+    ``data_interval_end``, with its ``logical_date``). Logs a compact table and returns the document.
 
     :param pipeline_id: the id recorded in the document (default: the DAG id). Templated.
     :param output_path: also write the JSON document here (a local path or an object-storage URI).
@@ -97,12 +98,16 @@ class PipelineReportOperator(StageOperator):
         states = merge_states(raw_states, dag.task_ids)
         order = pipeline_order({t.task_id: set(t.upstream_task_ids) for t in dag.tasks})
         outcomes = [_outcome(context, task_id, states) for task_id in order if task_id != self.task_id]
+        from airflow_agent_provider.operators._common import data_interval
+
         state = build_state(
             outcomes,
             pipeline_id=self.pipeline_id or ti.dag_id,
             dag_id=ti.dag_id,
             run_id=ti.run_id,
             started_at=getattr(dag_run, "start_date", None),
+            data_interval=data_interval(context),
+            logical_date=context.get("logical_date"),
         )
         for line in format_table(state):
             self.log.info("%s", line)
@@ -169,10 +174,13 @@ def build_state(
     dag_id: str,
     run_id: str,
     started_at: datetime | None = None,
+    data_interval: tuple[datetime, datetime] | None = None,
+    logical_date: datetime | None = None,
 ) -> PipelineState:
     """The pipeline-state document of a run from what each task left behind.
 
     ``started_at`` is the earliest stage start, else the given time (the DAG run's start).
+    ``data_interval`` is the data the run processed (``[start, end)``), ``logical_date`` its logical date.
     """
     from airflow_agent_provider.contracts import PipelineState, Usage
 
@@ -184,6 +192,9 @@ def build_state(
         pipeline_id=pipeline_id,
         dag_id=dag_id,
         run_id=run_id,
+        logical_date=logical_date,
+        data_interval_start=data_interval[0] if data_interval else None,
+        data_interval_end=data_interval[1] if data_interval else None,
         started_at=min(starts) if starts else started_at,
         finished_at=datetime.now(timezone.utc),
         status=_pipeline_status(outcomes, stages),
@@ -309,9 +320,12 @@ def _pipeline_status(outcomes: Sequence[TaskOutcome], stages: Mapping[str, Stage
 
 def format_table(state: PipelineState) -> list[str]:
     """A compact text table of the document, one line per stage, for the task log."""
+    interval = ""
+    if state.data_interval_start is not None and state.data_interval_end is not None:
+        interval = f" (data interval {interval_text(state.data_interval_start, state.data_interval_end)})"
     lines = [
-        f"Pipeline {state.pipeline_id} run {state.run_id}: {state.status}, {state.rows_loaded} row(s) loaded, "
-        f"{state.usage.model_calls} model call(s), ${state.usage.cost_usd:.4f}",
+        f"Pipeline {state.pipeline_id} run {state.run_id}{interval}: {state.status}, {state.rows_loaded} row(s) "
+        f"loaded, {state.usage.model_calls} model call(s), ${state.usage.cost_usd:.4f}",
         f"{'task':<28} {'stage':<10} {'status':<16} {'rows in':>9} {'rows out':>9} {'quarantined':>11} "
         f"{'issues':>6} {'seconds':>8}",
     ]
@@ -325,6 +339,11 @@ def format_table(state: PipelineState) -> list[str]:
             f"{quarantined:>11} {summary.issues:>6} {seconds:>8}"
         )
     return lines
+
+
+def interval_text(start: datetime, end: datetime) -> str:
+    """``[start, end)`` as people read it: ISO 8601 times, end excluded."""
+    return f"{start.isoformat()} to {end.isoformat()} (end excluded)"
 
 
 def write_document(path: str, document: Mapping[str, Any]) -> None:

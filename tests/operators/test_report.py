@@ -138,6 +138,23 @@ class TestBuildState:
         assert all(name in header for name in ("rows in", "rows out", "quarantined"))
         assert quarantine_line.split()[3:6] == ["336876", "336776", "100"]
 
+    def test_the_document_and_the_table_state_the_data_interval(self) -> None:
+        from datetime import datetime, timezone
+
+        start, end = datetime(2026, 11, 9, tzinfo=timezone.utc), datetime(2026, 11, 10, tzinfo=timezone.utc)
+
+        state = build_state([], pipeline_id="p", dag_id="d", run_id="r", data_interval=(start, end), logical_date=end)
+
+        document = state.model_dump(mode="json")
+        assert (document["data_interval_start"], document["data_interval_end"]) == (
+            "2026-11-09T00:00:00Z", "2026-11-10T00:00:00Z"
+        )  # fmt: skip
+        assert document["logical_date"] == "2026-11-10T00:00:00Z"
+        assert (
+            "(data interval 2026-11-09T00:00:00+00:00 to 2026-11-10T00:00:00+00:00 (end excluded))"
+            in (format_table(state)[0])
+        )
+
     def test_a_warning_repeated_by_later_stages_is_reported_once(self) -> None:
         extra = "events: 13 unexpected columns a (string), ..., not in expected_schema"
         outcomes = [
