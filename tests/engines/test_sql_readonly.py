@@ -52,3 +52,35 @@ def test_a_postgres_source_runs_read_only_transactions(pg_url: str) -> None:
                 conn.exec_driver_sql("DELETE FROM flights")
     finally:
         engine.dispose()
+
+
+def test_read_only_sources_still_extract_through_copy_and_rows(pg_url: str, tmp_path: Path) -> None:
+    from airflow_agent_provider.contracts import parse_sources
+    from airflow_agent_provider.engines.extract import extract_sources
+
+    with sa.create_engine(pg_url).begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE flights AS SELECT g AS id, g * 1.5 AS delay FROM generate_series(1, 50) g")
+    sqlite_path = tmp_path / "source.db"
+    with sqlite3.connect(sqlite_path) as con:
+        con.execute("CREATE TABLE airlines (carrier TEXT)")
+        con.execute("INSERT INTO airlines VALUES ('UA'), ('AA')")
+    con.close()
+    engines = {
+        "pg": read_only_engine(sa.create_engine(pg_url)),
+        "lite": read_only_engine(sa.create_engine(f"sqlite:///{sqlite_path}")),
+    }
+    sources = parse_sources(
+        [
+            {"name": "flights", "type": "sql", "conn_id": "pg", "query": "SELECT * FROM flights"},
+            {"name": "airlines", "type": "sql", "conn_id": "lite", "query": "SELECT * FROM airlines"},
+        ]
+    )
+    try:
+        result = extract_sources(
+            sources, dataset_uri=lambda name: str(tmp_path / "staging" / name), sql_engine=engines.get
+        )
+    finally:
+        for engine in engines.values():
+            engine.dispose()
+
+    assert {name: ref.row_count for name, ref in result.datasets.items()} == {"flights": 50, "airlines": 2}
