@@ -12,9 +12,11 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 BIN=${VENV:-.venv}/bin
-HEALTHY_DAY=${DEMO_DAY:-2026-11-10}  # a run's logical date: it loads the day before (2026-11-09)
+# `airflow dags test D` with the DAG's data-interval timetable takes D as the moment the run happens,
+# so it processes the data interval that ends at D: the day before D. The reports say which interval.
+HEALTHY_DAY=${DEMO_DAY:-2026-11-10}  # processes 2026-11-09 (interval 2026-11-09 to 2026-11-10)
 BAD_DAY=2026-11-12                   # the day sample_data.py breaks ...
-BAD_RUN=2026-11-13                   # ... and the run that loads it
+BAD_RUN=2026-11-13                   # ... and the run that processes it (interval 2026-11-12 to 2026-11-13)
 SAMPLE=$ROOT/var/sample
 WAREHOUSE=$ROOT/var/warehouse.db
 FAKE_CLAUDE="FakeClaude (offline stand-in for the Claude API)"
@@ -54,6 +56,7 @@ run_day() {
 import json, sys
 
 doc = json.load(open(sys.argv[1]))
+print(f"    data interval processed: {doc['data_interval_start']} to {doc['data_interval_end']} (end excluded)")
 print(f"    {'task':<22} {'stage':<10} {'status':<16} {'rows':>8} {'issues':>6} {'seconds':>8}")
 for s in doc["stages"].values():
     rows = "" if s["rows"] is None else s["rows"]
@@ -91,18 +94,15 @@ run_day "$BAD_RUN"
 BAD_REPORT=$REPORT
 
 echo "==> The two runs side by side"
-"$BIN/python" - "$HEALTHY_REPORT" "$BAD_REPORT" "$WAREHOUSE" "$FAKE_CLAUDE" "$HEALTHY_DAY" "$BAD_DAY" <<'EOF'
+"$BIN/python" - "$HEALTHY_REPORT" "$BAD_REPORT" "$WAREHOUSE" "$FAKE_CLAUDE" <<'EOF'
 import json, sqlite3, sys
 import textwrap
-from datetime import date, timedelta
 
 healthy, bad = (json.load(open(path)) for path in sys.argv[1:3])
 warehouse, fake = sys.argv[3], sys.argv[4]
-healthy_day = (date.fromisoformat(sys.argv[5]) - timedelta(days=1)).isoformat()
-bad_day = sys.argv[6]
 
 
-def facts(doc, day):
+def facts(doc):
     decision = doc["decisions"][0]
     usage = doc["usage"]
     quarantine = doc["stages"].get("quarantine", {}).get("output", {}).get("metrics", {})
@@ -114,7 +114,7 @@ def facts(doc, day):
         source = "no model call: every validation passed"
     tokens_in = usage["input_tokens"] + usage["cache_creation_input_tokens"] + usage["cache_read_input_tokens"]
     return {
-        "data of": day,
+        "data interval": f"{doc['data_interval_start'][:10]} to {doc['data_interval_end'][:10]}",
         "run status": doc["status"],
         "route taken": decision["route"],
         "decided by": source,
@@ -126,7 +126,7 @@ def facts(doc, day):
     }, decision["rationale"]
 
 
-(left, left_why), (right, right_why) = facts(healthy, healthy_day), facts(bad, bad_day)
+(left, left_why), (right, right_why) = facts(healthy), facts(bad)
 print(f"    {'':<18} {'healthy day':<50} {'failing day'}")
 for key in left:
     print(f"    {key:<18} {left[key][:50]:<50} {right[key][:50]}")

@@ -174,7 +174,12 @@ def parse_each(values: Iterable[Any] | None, model: type[M]) -> list[M]:
 
 
 class StageSummary(_Model):
-    """One stage in the pipeline-state document."""
+    """One stage in the pipeline-state document.
+
+    ``rows`` is what the stage passed on (``rows_out``): a load's rows loaded, a quarantine's clean
+    rows (not the rows it was given). ``rows_in`` (what it was given, when it says) and
+    ``rows_quarantined`` (rows it set aside) are named beside it.
+    """
 
     task_id: str
     stage: str
@@ -182,6 +187,9 @@ class StageSummary(_Model):
     duration_s: float | None = None
     started_at: datetime | None = None
     rows: int | None = None
+    rows_in: int | None = None
+    rows_out: int | None = None
+    rows_quarantined: int | None = None
     issues: int = 0
     top_issues: list[str] = Field(default_factory=list)
     usage: Usage = Field(default_factory=Usage)
@@ -195,6 +203,9 @@ class PipelineState(_Model):
     pipeline_id: str
     dag_id: str
     run_id: str
+    logical_date: datetime | None = None
+    data_interval_start: datetime | None = None  # the data the run processed: [start, end)
+    data_interval_end: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
     status: Literal["success", "failed", "partial"] = "success"

@@ -188,7 +188,32 @@ def load_dataset(
     duration = time.monotonic() - started
     metrics |= {"target_table": str(request.table), "load_strategy": request.strategy}
     metrics["load_duration_seconds"] = round(duration, 3)
-    return StageResult(stage="load", status="success", metrics=metrics, duration_s=duration, started_at=started_at)
+    warnings = _unwritten_warning(request, metrics["columns_not_written"])
+    return StageResult(
+        stage="load", status="success", metrics=metrics, warnings=warnings, duration_s=duration, started_at=started_at
+    )
+
+
+_UNWRITTEN_EFFECT = {
+    "upsert": "updated rows keep their old values there and new rows get NULL (or the column default)",
+    "insert": "the new rows get NULL (or the column default) there",
+    "replace": "every row now has NULL (or the column default) there",
+}
+
+
+def _unwritten_warning(request: LoadRequest, columns: Sequence[str]) -> list[str]:
+    """A warning about target columns the staged data no longer has: the load leaves them alone.
+
+    Deliberately not an error and not a drop: a column removed from a transform may be on purpose or
+    not, and dropping a warehouse column loses data; the warning says what happened to it instead.
+    """
+    if not columns:
+        return []
+    effect = _UNWRITTEN_EFFECT.get(request.strategy, "")
+    return [
+        f"target {request.table} has column(s) this load does not write: {', '.join(columns)} (the staged data "
+        f"lacks them): {effect}; drop or fill them if they are gone for good"
+    ]
 
 
 class _LoadRun:
@@ -252,8 +277,14 @@ class _LoadRun:
             "snapshot_created": str(self.request.snapshot) if snapshot else None,
             "table_created": self.created,
             "columns_added": added,
+            "columns_not_written": self._unwritten(existing),
             "load_validation": validation,
         }
+
+    def _unwritten(self, existing: dict[str, str] | None) -> list[str]:
+        """Columns of the existing target the staged data does not have."""
+        staged = {self.wh.norm(c.name) for c in self.columns}
+        return [name for name in existing or {} if self.wh.norm(name) not in staged]
 
     @property
     def direct(self) -> bool:

@@ -155,6 +155,7 @@ def quarantine_dataset(
     fail_on_schema_mismatch: bool = True,
     fail_on_null_rate_exceeds: float | None = None,
     reference_time: datetime | None = None,
+    allow_extra_columns: bool = False,
 ) -> StageResult:
     """Split a failed dataset into clean rows and quarantined rows, and validate the clean rows again.
 
@@ -170,6 +171,7 @@ def quarantine_dataset(
     :param fail_on_schema_mismatch: as for the validation.
     :param fail_on_null_rate_exceeds: as for the validation.
     :param reference_time: the end of the data interval, for ``within_last_n_days``.
+    :param allow_extra_columns: as for the validation.
     :returns: a ``remediate`` stage result: status ``pass`` when the clean rows pass, else ``fail`` with
         what still fails; metrics ``rows_before``, ``rows_after``, ``rows_quarantined``,
         ``quarantined_by`` (per row rule), ``unhandled_issues`` and the ``plan``.
@@ -186,6 +188,7 @@ def quarantine_dataset(
         clean, dataset=name, expected_schema=expected_schema, quality_rules=quality_rules,
         fail_on_schema_mismatch=fail_on_schema_mismatch, fail_on_null_rate_exceeds=fail_on_null_rate_exceeds,
         reference_time=reference_time, others=referenced_datasets(validation),
+        allow_extra_columns=allow_extra_columns,
     )  # fmt: skip
     return StageResult(
         stage="quarantine",

@@ -14,7 +14,8 @@ Semantics the plan relies on:
   ``regex_mismatch`` matches values the pattern does not fully match, as the ``regex`` quality
   rule of the validate stage does.
 - Quarantined rows are written as they arrived (the staged input's columns and values), so the
-  original bad value is kept for a person to look at.
+  original bad value is kept for a person to look at, plus a ``quarantine_rule`` column naming the
+  row rule that took the row (``<column> <op>``, as the counts of ``engines.quarantine`` do).
 - Plan values are SQL string literals cast to the column's type; identifiers are quoted.
 """
 
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 _COMPARISONS = {"equals": "=", "not_equals": "<>", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 _FATE = "__aap_fate"
 _PIPELINE = "__aap_fixed"
+QUARANTINE_RULE_COLUMN = "quarantine_rule"
 
 
 def apply_fix_plan(
@@ -131,6 +133,7 @@ class _Pipeline:
         self.counted: dict[int, str] = {}
         self.removals: dict[int, str] = {}
         self.quarantines: dict[int, str] = {}
+        self.rule_labels: dict[int, str] = {}
 
     def add(self, index: int, action: FixAction) -> None:
         where = f"action #{index} ({action.action})"
@@ -182,6 +185,7 @@ class _Pipeline:
         self.removals[index] = action.action
         if isinstance(action, QuarantineRows):
             self.quarantines[index] = action.target
+            self.rule_labels[index] = f"{action.rule.column} {action.rule.op}"
 
     def _predicate(self, where: str, rule: RowRule) -> str:
         self._require(where, rule.column)
@@ -249,15 +253,20 @@ class _Pipeline:
         return f"SELECT {', '.join(quote_ident(c) for c in self.columns)} FROM {_PIPELINE} WHERE {_FATE} IS NULL"
 
     def quarantine_sql(self) -> list[tuple[str, str]]:
-        """(target, query) per quarantine target: the rows it took, as they arrived."""
-        originals = ", ".join(f"__aap_o{k} AS {quote_ident(c)}" for k, c in enumerate(self.originals))
+        """(target, query) per quarantine target: the rows it took, as they arrived, and the rule that took each."""
+        originals = ", ".join(
+            f"__aap_o{k} AS {quote_ident(c)}" for k, c in enumerate(self.originals) if c != QUARANTINE_RULE_COLUMN
+        )
         targets: dict[str, list[int]] = {}
         for index, target in self.quarantines.items():
             targets.setdefault(target, []).append(index)
-        return [
-            (target, f"SELECT {originals} FROM {_PIPELINE} WHERE {_FATE} IN ({', '.join(map(str, ids))})")
-            for target, ids in targets.items()
-        ]
+        queries = []
+        for target, ids in targets.items():
+            whens = " ".join(f"WHEN {i} THEN {sql_literal(self.rule_labels[i])}" for i in ids)
+            rule = f"CASE {_FATE} {whens} END AS {quote_ident(QUARANTINE_RULE_COLUMN)}"
+            where = f"{_FATE} IN ({', '.join(map(str, ids))})"
+            queries.append((target, f"SELECT {originals}, {rule} FROM {_PIPELINE} WHERE {where}"))
+        return queries
 
     def metrics(self) -> dict[str, Any]:
         """One pass over the pipeline: rows in, rows kept, and what each action touched."""

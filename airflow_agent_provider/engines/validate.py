@@ -69,6 +69,7 @@ def validate_dataset(
     reference_time: datetime | None = None,
     sample_size: int = 5,
     others: Mapping[str, DatasetRef] | None = None,
+    allow_extra_columns: bool = False,
 ) -> StageResult:
     """Check a staged dataset against a schema, a null-rate threshold and quality rules.
 
@@ -82,6 +83,8 @@ def validate_dataset(
     :param sample_size: at most this many distinct offending values per issue.
     :param others: the run's other staged datasets by name, which ``in_dataset`` rules and ``sql``
         predicates may read (a name equal to ``dataset`` or ``data`` is left out).
+    :param allow_extra_columns: columns not in ``expected_schema`` are fine (a partial schema); by
+        default they are named in one warning.
     :raises ValueError: bad arguments, e.g. an ``in_dataset`` rule naming a dataset ``others`` lacks.
     :returns: a ``validate`` stage result, status ``pass`` or ``fail``; the data stays where it is.
     """
@@ -102,10 +105,11 @@ def validate_dataset(
         null_rates = _null_rates(scan.row_count, scan.non_null)
         findings = _Findings()
         if schema is not None:
-            _check_schema(scan, schema, findings, fails=fail_on_schema_mismatch)
+            _check_schema(scan, schema, findings, fails=fail_on_schema_mismatch, allow_extra=allow_extra_columns)
         if fail_on_null_rate_exceeds is not None:
             _check_null_rates(scan, scan.non_null, null_rates, fail_on_null_rate_exceeds, findings)
         _check_rules(scan, ref.uri, checks, values, findings, others={n: r.uri for n, r in readable.items()})
+        _beside_schema_issues(findings)
     finally:
         con.close()
     return StageResult(
@@ -244,17 +248,29 @@ def _check_null_rates(
         )
 
 
-def _check_schema(scan: Scan, expected: Mapping[str, str], findings: _Findings, *, fails: bool) -> None:
-    """Missing and mistyped columns are schema issues; unexpected columns only warnings."""
+MAX_NAMED_EXTRA = 10  # unexpected columns named in the warning; the rest are counted
+
+
+def _check_schema(
+    scan: Scan, expected: Mapping[str, str], findings: _Findings, *, fails: bool, allow_extra: bool = False
+) -> None:
+    """Missing and mistyped columns are schema issues; unexpected columns one warning (none when allowed)."""
     for column, want in expected.items():
         issue = _column_schema_issue(scan, column, want)
         if issue is not None:
             findings.schema_match = False
             findings.add(issue, fails=fails)
-    for column, duckdb_type in scan.types.items():
-        if column not in expected:
-            found = logical_type(duckdb_type) or "null"
-            findings.warnings.append(f"{scan.where(column)}: unexpected column ({found}), not in expected_schema")
+    extra = [f"{c} ({logical_type(t) or 'null'})" for c, t in scan.types.items() if c not in expected]
+    if extra and not allow_extra:
+        named = ", ".join(extra[:MAX_NAMED_EXTRA]) + (
+            f" and {len(extra) - MAX_NAMED_EXTRA} more" if len(extra) > MAX_NAMED_EXTRA else ""
+        )
+        where = scan.where(extra[0].split(" ")[0]) if len(extra) == 1 else f"{scan.dataset}"
+        label = "unexpected column" if len(extra) == 1 else f"{len(extra)} unexpected columns"
+        detail = extra[0].split(" ", 1)[1] if len(extra) == 1 else named
+        findings.warnings.append(
+            f"{where}: {label} {detail}, not in expected_schema (allow_extra_columns=True allows them)"
+        )
 
 
 def _column_schema_issue(scan: Scan, column: str, want: str) -> Issue | None:
@@ -308,6 +324,31 @@ def _mismatch(scan: Scan, column: str, want: str, found: str) -> Issue:
         sample=sample,
         message=f"{scan.where(column)}: expected {want}, found {found}; {detail}",
     )
+
+
+def _beside_schema_issues(findings: _Findings) -> None:
+    """A rule that could not run on a mistyped column follows from its schema issue: say so, and list it next to it."""
+    schema = {issue.column: issue for issue in findings.issues if issue.type == "schema_mismatch"}
+    follow: dict[str, list[Issue]] = {}
+    for issue in findings.issues:
+        if issue.type == "rule_error" and issue.column in schema:
+            cause = schema[issue.column]
+            issue.message = (
+                f"{issue.message} (it follows from the schema issue on this column: expected {cause.expected}, "
+                f"found {cause.found})"
+            )
+            follow.setdefault(str(issue.column), []).append(issue)
+    if not follow:
+        return
+    moved = {id(issue) for issues in follow.values() for issue in issues}
+    ordered: list[Issue] = []
+    for issue in findings.issues:
+        if id(issue) in moved:
+            continue
+        ordered.append(issue)
+        if issue.type == "schema_mismatch":
+            ordered.extend(follow.get(str(issue.column), []))
+    findings.issues = ordered
 
 
 def _check_rules(

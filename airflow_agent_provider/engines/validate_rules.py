@@ -89,16 +89,46 @@ def missing_column(scan: Scan, rule: QualityRule) -> Issue:
     )
 
 
+_HOLDS = {
+    "string": "text",
+    "integer": "whole numbers",
+    "float": "numbers",
+    "boolean": "true/false values",
+    "date": "dates",
+    "timestamp": "timestamps",
+}
+_TYPE_ERRORS = ("Cannot compare values of type", "Conversion Error", "No function matches", "Could not convert")
+
+
 def rule_error(scan: Scan, rule: QualityRule, cause: str) -> Issue:
+    """A rule that could not run; a type clash is said in the user's terms, the engine's words kept in ``found``."""
     first_line = cause.strip().splitlines()[0] if cause.strip() else "unknown error"
-    return _issue(
-        scan,
-        rule,
-        "rule_error",
-        expected=rule.predicate,
-        found=first_line,
-        message=f"{scan.where(rule.column)}: rule {rule.label} could not run: {first_line}",
-    )
+    message = f"{scan.where(rule.column)}: rule {rule.label} could not run: {first_line}"
+    holds = _HOLDS.get(logical_type(scan.types.get(str(rule.column), "")) or "")
+    needs = _needs(rule)
+    if holds and needs and holds != needs and any(marker in first_line for marker in _TYPE_ERRORS):
+        message = (
+            f"{scan.where(rule.column)}: rule {rule.label} could not run: the column holds {holds} and the rule "
+            f"needs {needs}"
+        )
+    return _issue(scan, rule, "rule_error", expected=rule.predicate or needs, found=first_line, message=message)
+
+
+def _needs(rule: QualityRule) -> str | None:
+    """What values a column rule compares with, in words; None when the rule has no such need."""
+    if rule.rule == "within_last_n_days":
+        return "dates or timestamps"
+    if rule.rule == "regex":
+        return "text"
+    values = [rule.min, rule.max] if rule.rule == "range" else list(rule.values or []) if rule.rule == "in_list" else []
+    values = [value for value in values if value is not None]
+    if not values:
+        return None
+    if all(isinstance(value, int | float) and not isinstance(value, bool) for value in values):
+        return "numbers"
+    if all(isinstance(value, str) for value in values):
+        return "text"
+    return None
 
 
 def _not_null(scan: Scan, rule: QualityRule, col: str, key: str) -> Check:

@@ -29,6 +29,7 @@ class StageAlert:
     stage: str | None  # None: the task is no pipeline stage (a ``@task``, an ``EmptyOperator``)
     error: str
     run_after: str = ""
+    data_interval: str = ""
     try_number: int | None = None
     log_url: str = ""
     issues: list[str] = field(default_factory=list)
@@ -47,6 +48,7 @@ class StageAlert:
             ("Run", self.run_id),
             ("Task", self.task_id if self.try_number is None else f"{self.task_id} (try {self.try_number})"),
             ("Stage", self.stage or f"none: {self.task_id} is not a pipeline stage"),
+            ("Data interval", self.data_interval),
             ("Date", self.run_after),
             ("Error", self.error),
             ("Route", self.decision),
@@ -95,6 +97,7 @@ def build_alert(context: Mapping[str, Any], *, max_error_chars: int = 500) -> St
         stage=stage_of(task, own_result),
         error=error_text(context.get("exception") or context.get("reason"), max_error_chars),
         run_after=_run_after(context),
+        data_interval=_data_interval(context),
         try_number=getattr(ti, "try_number", None),
         log_url=log_url(ti),
         issues=issue_lines(_issue_sources(context, own_result)),
@@ -185,6 +188,20 @@ def log_url(ti: Any) -> str:
 
     base = conf.get("api", "base_url", fallback="http://localhost:8080/").rstrip("/")
     return f"{base}/dags/{ti.dag_id}/runs/{quote(str(ti.run_id))}/tasks/{ti.task_id}"
+
+
+def _data_interval(context: Mapping[str, Any]) -> str:
+    """The data the run processed, as the operators read it (the day before ``run_after`` without a logical date)."""
+    if getattr(context.get("dag_run"), "run_after", None) is None and context.get("data_interval_end") is None:
+        return ""
+    from airflow_agent_provider.operators._common import data_interval
+    from airflow_agent_provider.operators.report import interval_text
+
+    try:
+        start, end = data_interval(context)
+    except (KeyError, AttributeError, TypeError):
+        return ""
+    return interval_text(start, end)
 
 
 def _run_after(context: Mapping[str, Any]) -> str:

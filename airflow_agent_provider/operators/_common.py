@@ -19,6 +19,8 @@ from airflow_agent_provider.operators import _staging
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
+    from airflow_agent_provider.engines.quarantine_table import QuarantineRun
+
 # Remote dataset URIs under no opened root (an upstream task's, read on another worker) are opened
 # through their Airflow connection.
 staging_area.set_opener(_staging.opener)
@@ -103,20 +105,48 @@ def sql_engine(conn_id: str) -> Engine:
 
 
 def load_quarantined(
-    conn_id: str, tables: Mapping[str, DatasetRef], key: Sequence[str] | None = None
+    conn_id: str,
+    tables: Mapping[str, DatasetRef],
+    key: Sequence[str] | None = None,
+    *,
+    context: Mapping[str, Any],
+    staging_root: str | None = None,
 ) -> dict[str, int]:
-    """Write quarantined rows to their tables through ``conn_id``, upserted by ``key`` else inserted; rows per table."""
-    from airflow_agent_provider.engines.load import load_dataset
+    """Write quarantined rows to their tables through ``conn_id``, upserted by ``key`` else inserted; rows per table.
 
+    The tables take any row (``engines.quarantine_table``): data columns as text, plus the run, task,
+    rule and time of each row; a table of the older typed shape is migrated first, keeping its rows.
+    """
+    from airflow_agent_provider.engines.load import load_dataset
+    from airflow_agent_provider.engines.quarantine_table import migrate_quarantine_table, quarantine_table_rows
+    from airflow_agent_provider.engines.sqlsafe import TableName
+
+    run, uri_for = quarantine_run(context), run_scope(context).uri_factory(staging_root)
     engine = sql_engine(conn_id)
     try:
         for table, ref in tables.items():
+            rows = quarantine_table_rows(ref, run, output_uri=uri_for(f"{TableName.parse(table).name}__table_rows"))
+            migrate_quarantine_table(engine, table)
             load_dataset(
-                ref, engine=engine, target_table=table, load_strategy="upsert" if key else "insert", upsert_key=key
+                rows, engine=engine, target_table=table, load_strategy="upsert" if key else "insert", upsert_key=key
             )
     finally:
         engine.dispose()
     return {table: ref.row_count for table, ref in tables.items()}
+
+
+def quarantine_run(context: Mapping[str, Any]) -> QuarantineRun:
+    """The run and task that quarantine rows, for the quarantine table's run columns."""
+    from airflow_agent_provider.engines.quarantine_table import QuarantineRun
+
+    scope, logical = run_scope(context), context.get("logical_date")
+    return QuarantineRun(
+        dag_id=scope.dag_id,
+        run_id=scope.run_id,
+        task_id=scope.task_id,
+        logical_date=_utc(logical) if logical is not None else None,
+        data_interval=data_interval(context),
+    )
 
 
 def progress_logger(log: Any, label: str) -> Callable[[str], None]:

@@ -15,6 +15,7 @@ from airflow.sdk import BaseOperator
 from airflow_agent_provider.operators._lineage import LineageMixin
 
 if TYPE_CHECKING:
+    import jinja2
     from airflow.sdk import Context
 
     from airflow_agent_provider.agents.claude import Claude
@@ -34,6 +35,31 @@ class StageOperator(BaseOperator, LineageMixin):
     """
 
     stage: ClassVar[StageName]
+    _skipped_upstream: frozenset[str] = frozenset()
+
+    def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
+        """Render as Airflow does, except that the output of a skipped upstream task is ``None``, not pulled.
+
+        A route the branch did not take is skipped and pushes nothing; that is expected. Pulling its
+        output anyway (``upstream=[extract.output, quarantine.output]``) made Airflow log ``XCom not
+        found`` as an error in every healthy run. The states of the upstream tasks are asked for once.
+        """
+        self._skipped_upstream = _skipped_upstream(self, context)
+        try:
+            super().render_template_fields(context, jinja_env)
+        finally:
+            self._skipped_upstream = frozenset()
+
+    def render_template(
+        self,
+        content: Any,
+        context: Context,
+        jinja_env: jinja2.Environment | None = None,
+        seen_oids: set[int] | None = None,
+    ) -> Any:
+        if self._skipped_upstream and _output_task_id(content) in self._skipped_upstream:
+            return None  # what pulling the missing XCom would have given, without the error log
+        return super().render_template(content, context, jinja_env, seen_oids)
 
 
 class ClaudeStageOperator(StageOperator):
@@ -87,3 +113,26 @@ def stage_of(task: Any) -> StageName | None:
     if not isinstance(cls, type):
         cls = type(task)
     return getattr(cls, "stage", None) if issubclass(cls, StageOperator) else None
+
+
+def _output_task_id(content: Any) -> str | None:
+    """The task whose return value ``content`` is (``task.output``), else None."""
+    from airflow.sdk.definitions.xcom_arg import PlainXComArg
+
+    if isinstance(content, PlainXComArg) and content.key == "return_value":
+        return str(content.operator.task_id)
+    return None
+
+
+def _skipped_upstream(task: StageOperator, context: Context) -> frozenset[str]:
+    """The upstream tasks of this run that were skipped; empty when the states cannot be asked for."""
+    ids = sorted(task.upstream_task_ids)
+    ti = context.get("ti")
+    if not ids or ti is None or not hasattr(ti, "get_task_states"):
+        return frozenset()
+    try:
+        states = ti.get_task_states(dag_id=ti.dag_id, task_ids=ids, run_ids=[context["run_id"]])
+    except Exception as err:  # an old API server: pull as Airflow does
+        task.log.debug("Could not read the upstream task states: %s", err)
+        return frozenset()
+    return frozenset(tid for tid, state in states.get(context["run_id"], {}).items() if state == "skipped")

@@ -113,11 +113,13 @@ class _Engines:
         self._lock = threading.Lock()
 
     def __call__(self, conn_id: str) -> Engine:
+        """The connection's engine, opened read-only (``engines.sources.sql_readonly``)."""
+        from airflow_agent_provider.engines.sources.sql_readonly import read_only_engine
         from airflow_agent_provider.operators._common import sql_engine
 
         with self._lock:
             if conn_id not in self._engines:
-                self._engines[conn_id] = sql_engine(conn_id)
+                self._engines[conn_id] = read_only_engine(sql_engine(conn_id))
             return self._engines[conn_id]
 
     def __enter__(self) -> _Engines:

@@ -22,6 +22,11 @@ class LoadOperator(StageOperator):
     ``rows_loaded``, ``load_duration_seconds``, ``snapshot_created`` and ``load_validation``
     (``row_count_match``, ``schema_match``, ``no_duplicates``).
 
+    Columns of an existing target that the staged data no longer has (a column removed from the
+    transform) are left alone, never dropped: they are listed in ``columns_not_written`` and a
+    warning in the result and the task log says what happened to them (an upsert keeps their old
+    values in updated rows; new rows get NULL). ``schema_match`` checks only the columns written.
+
     :param upstream: the upstream stage result(s), e.g. ``transform.output``. Templated.
     :param conn_id: the warehouse connection (any SQLAlchemy-capable hook: sqlite, postgres, ...). Templated.
     :param target_table: the table to write, ``table`` or ``schema.table``; created when missing. Templated.
@@ -87,6 +92,8 @@ class LoadOperator(StageOperator):
             finally:
                 engine.dispose()
         result.task_id = self.task_id
+        for warning in result.warnings:
+            self.log.warning("%s", warning)
         self.log.info(
             "Loaded %s row(s) of %s into %s (%s)",
             result.metrics.get("rows_loaded"),

@@ -38,9 +38,14 @@ class QuarantineOperator(StageOperator):
     :param quality_rules: the rules its validation ran (as for ``ValidateOperator``). Templated.
     :param fail_on_schema_mismatch: as for the validation.
     :param fail_on_null_rate_exceeds: as for the validation.
+    :param allow_extra_columns: as for the validation: columns beyond ``expected_schema`` are fine.
     :param quarantine_conn_id: a SQLite/PostgreSQL connection to also write the quarantined rows to
         (only when the clean rows pass); without it they stay staged. Templated.
-    :param quarantine_table: the table there (default ``<dataset>_quarantine``). Templated.
+    :param quarantine_table: the table there (default ``<dataset>_quarantine``). It takes any row: the
+        data columns are text (the values as they arrived) plus ``quarantine_rule``, ``quarantine_dag_id``,
+        ``quarantine_run_id``, ``quarantine_logical_date``, ``quarantine_data_interval``,
+        ``quarantine_task_id`` and ``quarantined_at``; a table of the older typed shape is migrated
+        first, keeping its rows (see ``engines.quarantine_table``). Templated.
     :param quarantine_key: the rows' key columns: the rows are upserted by it, so a re-run leaves the
         table as it was; without a key they are appended (a re-run appends them again).
     :param staging_root: where the clean and quarantined rows are staged (default: the provider's). Templated.
@@ -68,6 +73,7 @@ class QuarantineOperator(StageOperator):
         quality_rules: Sequence[Mapping[str, Any]] | None = None,
         fail_on_schema_mismatch: bool = True,
         fail_on_null_rate_exceeds: float | None = None,
+        allow_extra_columns: bool = False,
         quarantine_conn_id: str | None = None,
         quarantine_table: str | None = None,
         quarantine_key: Sequence[str] | None = None,
@@ -81,6 +87,7 @@ class QuarantineOperator(StageOperator):
         self.quality_rules = quality_rules
         self.fail_on_schema_mismatch = fail_on_schema_mismatch
         self.fail_on_null_rate_exceeds = fail_on_null_rate_exceeds
+        self.allow_extra_columns = allow_extra_columns
         self.quarantine_conn_id = quarantine_conn_id
         self.quarantine_table = quarantine_table
         self.quarantine_key = quarantine_key
@@ -101,11 +108,11 @@ class QuarantineOperator(StageOperator):
                 quality_rules=parse_quality_rules(self.quality_rules), expected_schema=self.expected_schema,
                 fail_on_schema_mismatch=self.fail_on_schema_mismatch,
                 fail_on_null_rate_exceeds=self.fail_on_null_rate_exceeds,
-                reference_time=_common.data_interval(context)[1],
+                reference_time=_common.data_interval(context)[1], allow_extra_columns=self.allow_extra_columns,
             )  # fmt: skip
             result = _with_other_failures(result, [r for r in results if r is not validation])
             if result.passed:
-                result.metrics |= self._load_quarantine(name, result)
+                result.metrics |= self._load_quarantine(name, result, context)
         result.task_id = self.task_id
         metrics = result.metrics
         self.log.info(
@@ -119,7 +126,7 @@ class QuarantineOperator(StageOperator):
             raise self._failure(name, result)
         return output
 
-    def _load_quarantine(self, name: str, result: StageResult) -> dict[str, Any]:
+    def _load_quarantine(self, name: str, result: StageResult, context: Context) -> dict[str, Any]:
         """Write the quarantined rows to ``quarantine_conn_id``; {} when it is not set or nothing was taken."""
         from airflow_agent_provider.engines.quarantine import quarantine_name
 
@@ -129,7 +136,9 @@ class QuarantineOperator(StageOperator):
         from airflow_agent_provider.operators._common import load_quarantined
 
         table = self.quarantine_table or quarantine_name(name)
-        load_quarantined(self.quarantine_conn_id, {table: ref}, self.quarantine_key)
+        load_quarantined(
+            self.quarantine_conn_id, {table: ref}, self.quarantine_key, context=context, staging_root=self.staging_root
+        )
         self.log.info("Wrote %d quarantined row(s) to %s (%s)", ref.row_count, table, self.quarantine_conn_id)
         return {"quarantine_table": table, "quarantine_rows_loaded": ref.row_count}
 

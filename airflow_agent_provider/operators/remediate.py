@@ -99,7 +99,7 @@ class SchemaRemediationOperator(ClaudeStageOperator):
         if not outcome.passed or outcome.fixed is None:
             self.keep_for_lineage(context, _failure_record(outcome))
             raise self._failure(request.dataset, outcome)
-        loaded = self._load_quarantine(outcome.quarantined)
+        loaded = self._load_quarantine(outcome.quarantined, context)
         result = self._result(request.output_dataset, outcome, loaded, started, time.monotonic() - clock)
         self.log.info(
             "Remediated %s in %d iteration(s): %s row(s) kept, %s model call(s), $%.4f",
@@ -138,13 +138,13 @@ class SchemaRemediationOperator(ClaudeStageOperator):
         )
         return SchemaRemediationFailed(message, iterations=outcome.iterations, remaining_issues=remaining)
 
-    def _load_quarantine(self, quarantined: Mapping[str, DatasetRef]) -> dict[str, int]:
+    def _load_quarantine(self, quarantined: Mapping[str, DatasetRef], context: Context) -> dict[str, int]:
         """Insert quarantined rows into ``quarantine_conn_id`` (table = target); {} when it is not set."""
         if not self.quarantine_conn_id or not quarantined:
             return {}
         from airflow_agent_provider.operators._common import load_quarantined
 
-        loaded = load_quarantined(self.quarantine_conn_id, quarantined)
+        loaded = load_quarantined(self.quarantine_conn_id, quarantined, context=context, staging_root=self.staging_root)
         self.log.info("Quarantined rows into %s: %s", self.quarantine_conn_id, loaded)
         return loaded
 

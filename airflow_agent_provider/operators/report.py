@@ -57,9 +57,12 @@ class PipelineReportOperator(StageOperator):
     """Build the run's pipeline-state document from every other task's result, whatever happened.
 
     Runs last with ``trigger_rule="all_done"`` (place it downstream of the final tasks), so it reports
-    failed, skipped and upstream-failed stages too: per stage the status, duration, start, rows, issue
-    count and top issues, model usage and the XCom size; in total the usage (tokens, cost), the rows
-    loaded, the routing decisions, the errors and warnings. Logs a compact table and returns the document.
+    failed, skipped and upstream-failed stages too: per stage the status, duration, start, the rows
+    it was given (``rows_in``), passed on (``rows``/``rows_out``: a quarantine's clean rows, a load's
+    rows loaded) and set aside (``rows_quarantined``), issue count and top issues, model usage and
+    the XCom size; in total the usage (tokens, cost), the rows loaded, the routing decisions, the
+    errors and warnings, and the data interval the run processed (``data_interval_start`` and
+    ``data_interval_end``, with its ``logical_date``). Logs a compact table and returns the document.
 
     :param pipeline_id: the id recorded in the document (default: the DAG id). Templated.
     :param output_path: also write the JSON document here (a local path or an object-storage URI).
@@ -95,12 +98,16 @@ class PipelineReportOperator(StageOperator):
         states = merge_states(raw_states, dag.task_ids)
         order = pipeline_order({t.task_id: set(t.upstream_task_ids) for t in dag.tasks})
         outcomes = [_outcome(context, task_id, states) for task_id in order if task_id != self.task_id]
+        from airflow_agent_provider.operators._common import data_interval
+
         state = build_state(
             outcomes,
             pipeline_id=self.pipeline_id or ti.dag_id,
             dag_id=ti.dag_id,
             run_id=ti.run_id,
             started_at=getattr(dag_run, "start_date", None),
+            data_interval=data_interval(context),
+            logical_date=context.get("logical_date"),
         )
         for line in format_table(state):
             self.log.info("%s", line)
@@ -167,10 +174,13 @@ def build_state(
     dag_id: str,
     run_id: str,
     started_at: datetime | None = None,
+    data_interval: tuple[datetime, datetime] | None = None,
+    logical_date: datetime | None = None,
 ) -> PipelineState:
     """The pipeline-state document of a run from what each task left behind.
 
     ``started_at`` is the earliest stage start, else the given time (the DAG run's start).
+    ``data_interval`` is the data the run processed (``[start, end)``), ``logical_date`` its logical date.
     """
     from airflow_agent_provider.contracts import PipelineState, Usage
 
@@ -182,6 +192,9 @@ def build_state(
         pipeline_id=pipeline_id,
         dag_id=dag_id,
         run_id=run_id,
+        logical_date=logical_date,
+        data_interval_start=data_interval[0] if data_interval else None,
+        data_interval_end=data_interval[1] if data_interval else None,
         started_at=min(starts) if starts else started_at,
         finished_at=datetime.now(timezone.utc),
         status=_pipeline_status(outcomes, stages),
@@ -190,8 +203,23 @@ def build_state(
         usage=sum((r.usage for r in results), Usage()) + sum((d.usage for d in decisions), Usage()),
         rows_loaded=sum(_rows(r) for r in results if r.stage == "load"),
         errors=[e for o in outcomes for e in _errors(o, stages[o.task_id])],
-        warnings=[f"{o.task_id}: {w}" for o in outcomes for r in o.results for w in r.warnings],
+        warnings=_warnings_once(outcomes),
     )
+
+
+def _warnings_once(outcomes: Sequence[TaskOutcome]) -> list[str]:
+    """Each distinct warning once, under the first task that gave it (a re-validation repeats its validation's)."""
+    tasks: dict[str, list[str]] = {}
+    for outcome in outcomes:
+        for result in outcome.results:
+            for warning in result.warnings:
+                seen = tasks.setdefault(warning, [])
+                if outcome.task_id not in seen:
+                    seen.append(outcome.task_id)
+    return [
+        f"{ids[0]}: {warning}" + (f" (also {', '.join(ids[1:])})" if len(ids) > 1 else "")
+        for warning, ids in tasks.items()
+    ]
 
 
 def summarize(outcome: TaskOutcome) -> StageSummary:
@@ -206,13 +234,18 @@ def summarize(outcome: TaskOutcome) -> StageSummary:
         )
     issues = [issue for r in results for issue in r.issues]
     starts = [r.started_at for r in results if r.started_at is not None]
+    counts = [row_counts(r) for r in results]
+    rows_out = sum(out for _, out, _ in counts)
     return StageSummary(
         task_id=outcome.task_id,
         stage=results[0].stage,
         status=_stage_status(results, outcome.state),
         duration_s=max(r.duration_s for r in results),
         started_at=min(starts) if starts else None,
-        rows=sum(_rows(r) for r in results),
+        rows=rows_out,
+        rows_in=_total(rows_in for rows_in, _, _ in counts),
+        rows_out=rows_out,
+        rows_quarantined=_total(quarantined for _, _, quarantined in counts),
         issues=len(issues),
         top_issues=[issue.summary() for issue in issues[:TOP_ISSUES]],
         usage=sum((r.usage for r in results), Usage()),
@@ -230,9 +263,34 @@ def _stage_status(results: Sequence[StageResult], state: str | None) -> str:
 
 
 def _rows(result: StageResult) -> int:
+    return row_counts(result)[1]
+
+
+def row_counts(result: StageResult) -> tuple[int | None, int, int | None]:
+    """``(rows in, rows out, rows quarantined)`` of one stage result; None where the stage does not say.
+
+    Rows out are a load's rows loaded, else the rows of the datasets the stage passes on: quarantined
+    rows (``quarantine_datasets``, or the names in a remediation's ``rows_quarantined``) are not among them.
+    """
+    metrics = result.metrics
+    taken = metrics.get("rows_quarantined")
+    set_aside = set(metrics.get("quarantine_datasets") or [])
+    if isinstance(taken, Mapping):
+        set_aside |= set(taken)
+        quarantined: int | None = sum(int(v or 0) for v in taken.values())
+    else:
+        quarantined = None if taken is None else int(taken)
     if result.stage == "load":
-        return int(result.metrics.get("rows_loaded") or 0)
-    return sum(ref.row_count for ref in result.datasets.values())
+        rows_out = int(metrics.get("rows_loaded") or 0)
+    else:
+        rows_out = sum(ref.row_count for name, ref in result.datasets.items() if name not in set_aside)
+    rows_in = metrics.get("rows_before")
+    return (None if rows_in is None else int(rows_in)), rows_out, quarantined
+
+
+def _total(values: Iterable[int | None]) -> int | None:
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
 
 
 def _compact_output(results: Sequence[StageResult]) -> dict[str, Any]:
@@ -262,22 +320,34 @@ def _pipeline_status(outcomes: Sequence[TaskOutcome], stages: Mapping[str, Stage
 
 def format_table(state: PipelineState) -> list[str]:
     """A compact text table of the document, one line per stage, for the task log."""
+    interval = ""
+    if state.data_interval_start is not None and state.data_interval_end is not None:
+        interval = f" (data interval {interval_text(state.data_interval_start, state.data_interval_end)})"
     lines = [
-        f"Pipeline {state.pipeline_id} run {state.run_id}: {state.status}, {state.rows_loaded} row(s) loaded, "
-        f"{state.usage.model_calls} model call(s), ${state.usage.cost_usd:.4f}",
-        f"{'task':<28} {'stage':<10} {'status':<16} {'rows':>9} {'issues':>6} {'seconds':>8}",
+        f"Pipeline {state.pipeline_id} run {state.run_id}{interval}: {state.status}, {state.rows_loaded} row(s) "
+        f"loaded, {state.usage.model_calls} model call(s), ${state.usage.cost_usd:.4f}",
+        f"{'task':<28} {'stage':<10} {'status':<16} {'rows in':>9} {'rows out':>9} {'quarantined':>11} "
+        f"{'issues':>6} {'seconds':>8}",
     ]
     for summary in state.stages.values():
-        rows = "" if summary.rows is None else str(summary.rows)
+        rows_in, rows_out, quarantined = (
+            "" if value is None else str(value) for value in (summary.rows_in, summary.rows, summary.rows_quarantined)
+        )
         seconds = "" if summary.duration_s is None else f"{summary.duration_s:.2f}"
         lines.append(
-            f"{summary.task_id:<28} {summary.stage:<10} {summary.status:<16} {rows:>9} {summary.issues:>6} {seconds:>8}"
+            f"{summary.task_id:<28} {summary.stage:<10} {summary.status:<16} {rows_in:>9} {rows_out:>9} "
+            f"{quarantined:>11} {summary.issues:>6} {seconds:>8}"
         )
     for decision in state.decisions:
         how = [f"fallback: {decision.fallback_reason}"] if decision.fallback_used else []
         how += decision.notes()
         lines.append(f"route → {decision.route}" + (f" ({'; '.join(how)})" if how else ""))
     return lines
+
+
+def interval_text(start: datetime, end: datetime) -> str:
+    """``[start, end)`` as people read it: ISO 8601 times, end excluded."""
+    return f"{start.isoformat()} to {end.isoformat()} (end excluded)"
 
 
 def write_document(path: str, document: Mapping[str, Any]) -> None:

@@ -34,6 +34,8 @@ class ValidateOperator(ClaudeStageOperator):
         ``within_last_n_days`` counts back from the end of the run's data interval. The other staged
         datasets are those of ``upstream`` besides ``dataset`` (e.g. ``upstream=extract.output``
         when one extract stages both). Every rule: docs/reference.md. Templated.
+    :param allow_extra_columns: columns the data has beyond ``expected_schema`` are fine (a partial
+        schema checks only the columns it names); by default they are named in one warning.
     :param fail_on_schema_mismatch: a schema mismatch fails the validation (else it is a warning).
     :param fail_on_null_rate_exceeds: a column whose share of nulls exceeds this (0.05 = 5 %) is an issue.
     :param fail_task_on_failure: fail the task (no retry) when the validation fails; the result is
@@ -60,6 +62,7 @@ class ValidateOperator(ClaudeStageOperator):
         fail_on_schema_mismatch: bool = True,
         fail_on_null_rate_exceeds: float | None = None,
         fail_task_on_failure: bool = False,
+        allow_extra_columns: bool = False,
         diagnose: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -71,6 +74,7 @@ class ValidateOperator(ClaudeStageOperator):
         self.fail_on_schema_mismatch = fail_on_schema_mismatch
         self.fail_on_null_rate_exceeds = fail_on_null_rate_exceeds
         self.fail_task_on_failure = fail_task_on_failure
+        self.allow_extra_columns = allow_extra_columns
         self.diagnose = diagnose
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -93,6 +97,7 @@ class ValidateOperator(ClaudeStageOperator):
                 fail_on_null_rate_exceeds=self.fail_on_null_rate_exceeds,
                 reference_time=_common.data_interval(context)[1],
                 others={n: r for n, r in _common.all_datasets(results).items() if n != name},
+                allow_extra_columns=self.allow_extra_columns,
             )
         result.task_id = self.task_id
         if self.diagnose and not result.passed:

@@ -272,6 +272,28 @@ class TestSchemaEvolution:
         assert result.metrics["columns_added"] == ["country"]
         assert rows(engine, "ued", "user_id, country") == [(1, None), (2, "DE")]
 
+    def test_a_column_the_data_no_longer_has_is_kept_and_warned_about(self, engine: sa.Engine, stage: Stage) -> None:
+        load_dataset(stage(daily([1, 2], [10, 20])), engine=engine, target_table="ued", upsert_key=KEY)
+        without_clicks = {"user_id": [2, 3], "date": [DAY, DAY]}
+
+        result = load_dataset(
+            stage(without_clicks), engine=engine, target_table="ued", load_strategy="upsert", upsert_key=KEY
+        )
+
+        assert result.metrics["columns_not_written"] == ["clicks"]
+        assert result.metrics["load_validation"]["schema_match"] is True  # of the columns written
+        assert result.warnings == [
+            "target ued has column(s) this load does not write: clicks (the staged data lacks them): updated rows "
+            "keep their old values there and new rows get NULL (or the column default); drop or fill them if they "
+            "are gone for good"
+        ]
+        assert rows(engine, "ued", "user_id, clicks") == [(1, 10), (2, 20), (3, None)]
+
+    def test_a_load_writing_every_column_warns_about_nothing(self, engine: sa.Engine, stage: Stage) -> None:
+        load_dataset(stage(daily([1], [10])), engine=engine, target_table="ued", upsert_key=KEY)
+        result = load_dataset(stage(daily([2], [20])), engine=engine, target_table="ued", upsert_key=KEY)
+        assert (result.metrics["columns_not_written"], result.warnings) == ([], [])
+
     def test_an_incompatible_type_raises_schema_conflict_and_writes_nothing(
         self, engine: sa.Engine, stage: Stage
     ) -> None:

@@ -241,7 +241,9 @@ class TestQuarantineRows:
         assert set(quarantined) == {"bad_amounts"}
         assert result.datasets["bad_amounts"] == quarantined["bad_amounts"]
         assert read(quarantined["bad_amounts"], "id, amount_txt") == [(3, "abc"), (4, None)]
-        assert quarantined["bad_amounts"].columns == dict(fixed(result).columns, amount_txt="string")
+        assert quarantined["bad_amounts"].columns == dict(
+            fixed(result).columns, amount_txt="string", quarantine_rule="string"
+        )
         assert read(fixed(result), "id, amount_txt") == [(1, 10), (2, 20), (5, 5), (6, 8)]
         assert result.metrics["rows_quarantined"] == 2
         assert result.metrics["cast_failures"] == {"amount_txt": 1}
@@ -256,6 +258,8 @@ class TestQuarantineRows:
 
         assert read(quarantined["no_score"], "id") == [(4,)]
         assert read(quarantined["odd"], "id") == [(3,), (5,), (6,)]
+        rules = read(quarantined["odd"], "id, quarantine_rule")
+        assert rules == [(3, "code regex_mismatch"), (5, "score ge"), (6, "code regex_mismatch")]
         assert quarantined["odd"].uri == f"{staging_root}/run/fix/quarantine/odd"
         assert read(fixed(result), "id") == [(2,)]
         metrics = result.metrics

@@ -521,8 +521,24 @@ class TestSchema:
 
         assert result.status == "pass"
         assert result.issues == []
-        assert result.warnings == ["events.extra: unexpected column (string), not in expected_schema"]
+        assert result.warnings == [
+            "events.extra: unexpected column (string), not in expected_schema (allow_extra_columns=True allows them)"
+        ]
         assert result.metrics["schema_match"] is True
+
+    def test_unexpected_columns_are_one_warning_and_none_when_allowed(self, staging_root: str) -> None:
+        ref = stage(staging_root, {"id": [1, 2], **{f"c{i}": ["a", "b"] for i in range(12)}})
+
+        partial = check(ref, expected_schema={"id": "integer"})
+        allowed = check(ref, expected_schema={"id": "integer", "c0": "integer"}, allow_extra_columns=True)
+
+        assert partial.warnings == [
+            "events: 12 unexpected columns c0 (string), c1 (string), c2 (string), c3 (string), c4 (string), "
+            "c5 (string), c6 (string), c7 (string), c8 (string), c9 (string) and 2 more, not in expected_schema "
+            "(allow_extra_columns=True allows them)"
+        ]
+        assert (partial.status, allowed.warnings) == ("pass", [])
+        assert [issue.type for issue in allowed.issues] == ["schema_mismatch"]  # the columns it names still count
 
     def test_mismatch_is_a_warning_when_the_dag_allows_it(self, staging_root: str) -> None:
         ref = stage(staging_root, {"id": ["1", "x"]})
@@ -591,11 +607,27 @@ class TestRulesOnMissingColumns:
         assert (issue.type, issue.column) == ("missing_column", "ghost")
         assert issue.rule == QualityRule.model_validate(rule).label
 
-    def test_value_that_cannot_compare_is_a_rule_error(self, events: DatasetRef) -> None:
+    def test_value_that_cannot_compare_is_a_rule_error_in_the_users_terms(self, events: DatasetRef) -> None:
         issue = only_issue(check(events, [{"rule": "range", "column": "email", "min": 5}]))
 
         assert issue.type == "rule_error"
-        assert "Cannot compare values of type VARCHAR and type INTEGER" in issue.message
+        assert (
+            issue.message
+            == "events.email: rule range(email) could not run: the column holds text and the rule needs numbers"
+        )
+        assert "Cannot compare values of type VARCHAR and type INTEGER" in str(issue.found)  # the engine's words
+
+    def test_a_rule_on_a_mistyped_column_is_listed_beside_the_schema_issue(self, staging_root: str) -> None:
+        ref = stage(staging_root, {"carrier": ["UA", None], "dep_delay": ["5", "late"]})
+        rules = [{"rule": "not_null", "column": "carrier"}, {"rule": "range", "column": "dep_delay", "min": 0}]
+
+        result = check(ref, rules, expected_schema={"carrier": "string", "dep_delay": "float"})
+
+        assert [issue.type for issue in result.issues] == ["schema_mismatch", "rule_error", "not_null_violation"]
+        assert result.issues[1].message == (
+            "events.dep_delay: rule range(dep_delay) could not run: the column holds text and the rule needs numbers "
+            "(it follows from the schema issue on this column: expected float, found string)"
+        )
 
 
 class TestSamples:

@@ -161,7 +161,21 @@ class TestStageAlertContent:
         assert (alert.dag_id, alert.run_id, alert.task_id, alert.stage) == ("d", "r1", "(DAG run)", "run")
         assert alert.error == "task_failure"
         assert alert.run_after == "2026-11-20T00:00:00+00:00 (no logical date)"
+        assert alert.data_interval == "2026-11-19T00:00:00+00:00 to 2026-11-20T00:00:00+00:00 (end excluded)"
         assert (alert.issues, alert.decision, alert.log_url) == ([], "", "")
+
+    def test_the_alert_states_the_data_interval_the_run_processed(self) -> None:
+        import pendulum
+
+        from airflow_agent_provider.notifiers._alert import build_alert
+
+        start, end = pendulum.datetime(2026, 11, 12, tz="UTC"), pendulum.datetime(2026, 11, 13, tz="UTC")
+        context = {"run_id": "r", "logical_date": end, "data_interval_start": start, "data_interval_end": end}
+
+        alert = build_alert(context)
+
+        assert "Data interval: 2026-11-12T00:00:00+00:00 to 2026-11-13T00:00:00+00:00 (end excluded)" in alert.text()
+        assert "Date: 2026-11-13T00:00:00+00:00" in alert.text()
 
     def test_renderings_escape_markup(self) -> None:
         alert = _alert(error="ValueError: <script>")
@@ -282,6 +296,7 @@ class TestNotifierInARun:
             assert SECRET not in body
         assert "Stage: load" in text
         assert f"Date: {dag_run.run_after.isoformat()} (no logical date)" in text
+        assert "Data interval: " in text
         assert mail["subject"] == "[Airflow] load stage failed: alert_stage_failure.load"
 
     def test_broken_webhook_still_sends_the_mail_and_keeps_the_task_error(

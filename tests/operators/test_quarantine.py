@@ -92,7 +92,21 @@ class TestQuarantineOperator:
         assert (metrics["quarantine_table"], metrics["quarantine_rows_loaded"]) == ("events_quarantine", 4)
         assert "rows_loaded" not in metrics  # the report sums rows_loaded: quarantined rows are not loaded rows
         rows = table_rows(url, "SELECT event_id, user_id, event_type, revenue FROM events_quarantine ORDER BY 1")
-        assert rows == [(2, None, "click", 2.0), (3, 12, "bogus", 3.0), (4, 13, "view", -4.0), (5, None, "click", 5.0)]
+        assert rows == [("2", None, "click", "2.0"), ("3", "12", "bogus", "3.0"), ("4", "13", "view", "-4.0"),
+                        ("5", None, "click", "5.0")]  # fmt: skip
+        run = table_rows(
+            url,
+            "SELECT event_id, quarantine_rule, quarantine_dag_id, quarantine_run_id, quarantine_task_id, "
+            "quarantine_data_interval FROM events_quarantine ORDER BY 1",
+        )
+        ids = ("op_direct", "manual__2026-11-10T00:00:00+00:00", "quarantine")
+        interval = "2026-11-09T00:00:00+00:00/2026-11-10T00:00:00+00:00"
+        assert run == [
+            ("2", "user_id is_null", *ids, interval),
+            ("3", "event_type not_in_list", *ids, interval),
+            ("4", "revenue lt", *ids, interval),
+            ("5", "user_id is_null", *ids, interval),
+        ]
 
     def test_another_failed_validation_fails_the_task_and_writes_nothing(
         self, sqlite_url: str, staging_root: str, monkeypatch: pytest.MonkeyPatch

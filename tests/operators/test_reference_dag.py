@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from airflow_agent_provider.contracts import Usage
 from airflow_agent_provider.testing import FakeClaude, Reply
 from scripts.demo_http_server import serve
 from scripts.sample_data import generate
@@ -225,14 +226,23 @@ class TestDailyUserEngagement:
         assert decision["model"] == "claude-sonnet-4-6" and decision["usage"]["model_calls"] == 1
         metrics = xcom(run, "quarantine")["metrics"]
         assert (metrics["rows_quarantined"], metrics["quarantine_rows_loaded"]) == (len(broken), len(broken))
-        assert sample.warehouse_rows("SELECT event_id FROM events_quarantine ORDER BY 1") == broken
+        quarantined_ids = "SELECT CAST(event_id AS INTEGER) FROM events_quarantine ORDER BY 1"
+        assert sample.warehouse_rows(quarantined_ids) == broken  # the table holds the values as text
         assert sample.loaded_on(BAD_DAY) == clean_users > 0
         report = xcom(run, "report")
         assert (report["status"], report["rows_loaded"]) == ("partial", clean_users)
         assert report["usage"]["model_calls"] == 2 and report["usage"]["cost_usd"] > 0
         assert report["decisions"] == [decision]
+        counts = [name for name in Usage.model_fields if name != "cost_usd"]
+        for usage in (decision["usage"], report["usage"], report["stages"]["validate_events"]["usage"]):
+            assert all(type(usage[count]) is int for count in counts), usage  # counts are integers in XCom
+        stage = report["stages"]["quarantine"]
+        assert (stage["rows_in"], stage["rows_out"], stage["rows_quarantined"]) == (
+            metrics["rows_before"], metrics["rows_after"], len(broken)
+        )  # fmt: skip
+        assert stage["rows"] == stage["rows_out"] == stage["rows_in"] - len(broken)
         loaded = _checksum(sample.warehouse_rows())
-        quarantined = _checksum(sample.warehouse_rows("SELECT * FROM events_quarantine ORDER BY event_id"))
+        quarantined = _checksum(_quarantined_values(sample))
 
         monkeypatch.delenv("AIRFLOW_CONN_ANTHROPIC_DEFAULT")
         again = _bad_day_run()
@@ -246,7 +256,7 @@ class TestDailyUserEngagement:
             w.startswith("diagnosis unavailable (no_credentials)") for w in xcom(again, "validate_events")["warnings"]
         )
         assert _checksum(sample.warehouse_rows()) == loaded
-        assert _checksum(sample.warehouse_rows("SELECT * FROM events_quarantine ORDER BY event_id")) == quarantined
+        assert _checksum(_quarantined_values(sample)) == quarantined  # the same rows; the run columns name the re-run
 
     def test_a_bad_day_claude_escalates_alerts_and_loads_nothing(
         self, reference_env: Sample, claude_conn: FakeClaude, alert_webhook: list[dict[str, Any]]
@@ -295,3 +305,11 @@ class TestDailyUserEngagementOnS3:
         # the run succeeded: retention removes what it staged, in the background
         wait_until(lambda: s3_staging.object_keys() == [], 30, "the run's staged data to be removed")
         assert claude_conn.messages_requests == []
+
+
+def _quarantined_values(sample: Sample) -> list[tuple[Any, ...]]:
+    """The quarantine table's rows without the run columns (a re-run upserts them with its own run and time)."""
+    from airflow_agent_provider.engines.quarantine_table import RUN_COLUMNS
+
+    rows = sample.warehouse_rows("SELECT * FROM events_quarantine ORDER BY event_id")
+    return [row[: -len(RUN_COLUMNS)] for row in rows]

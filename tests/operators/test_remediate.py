@@ -62,9 +62,10 @@ class TestSchemaRemediationRuns:
         assert [i["outcome"] for i in result.metrics["iterations"]] == ["fail", "pass"]
         assert result.datasets["payments"].columns == {"user_id": "integer", "amount": "float"}
         assert read(result.datasets["payments"].uri) == [(1, 10.5), (2, 20.0), (3, 3.25)]
-        assert read(result.datasets["payment_rejects"].uri) == [(4, "n/a")]
+        assert read(result.datasets["payment_rejects"].uri) == [(4, "n/a", "amount not_castable")]
         with sqlite3.connect(warehouse) as con:
-            assert con.execute("SELECT user_id, amount FROM payment_rejects").fetchall() == [(4, "n/a")]
+            rows = con.execute("SELECT user_id, amount, quarantine_rule, quarantine_task_id FROM payment_rejects")
+            assert rows.fetchall() == [("4", "n/a", "amount not_castable", "remediate")]
         assert result.usage.model_calls == 2 and result.usage.cost_usd > 0
 
     def test_useless_plans_fail_the_task_once_with_every_plan_recorded(

@@ -119,6 +119,90 @@ class TestBuildState:
         assert state.stages["load"].output_bytes == len(json.dumps(load))
         assert len(format_table(state)) == 4
 
+    def test_each_stage_names_its_rows_in_out_and_quarantined(self) -> None:
+        quarantine = _result(
+            "quarantine", "pass",
+            datasets={"events": _ref(336_776), "events_quarantine": _ref(100)},
+            metrics={"rows_before": 336_876, "rows_after": 336_776, "rows_quarantined": 100,
+                     "quarantine_datasets": ["events_quarantine"]},
+        )  # fmt: skip
+        remediate = _result(
+            "remediate", "pass", datasets={"events": _ref(90), "rejects": _ref(10)},
+            metrics={"rows_quarantined": {"rejects": 10}},
+        )  # fmt: skip
+        transform = _result("transform", datasets={"daily": _ref(7)}, metrics={"rows_before": 336_776})
+        load = _result("load", metrics={"rows_loaded": 7})
+        outcomes = [
+            TaskOutcome.parse(
+                "extract", "success", "extract", [_result("extract", datasets={"events": _ref(336_876)})]
+            ),
+            TaskOutcome.parse("quarantine", "success", "quarantine", [quarantine]),
+            TaskOutcome.parse("remediate", "success", "remediate", [remediate]),
+            TaskOutcome.parse("transform", "success", "transform", [transform]),
+            TaskOutcome.parse("load", "success", "load", [load]),
+        ]
+
+        state = build_state(outcomes, pipeline_id="p", dag_id="d", run_id="r")
+
+        counts = {t: (s.rows_in, s.rows_out, s.rows_quarantined, s.rows) for t, s in state.stages.items()}
+        assert counts == {
+            "extract": (None, 336_876, None, 336_876),
+            "quarantine": (336_876, 336_776, 100, 336_776),
+            "remediate": (None, 90, 10, 90),
+            "transform": (336_776, 7, None, 7),
+            "load": (None, 7, None, 7),
+        }
+        header, quarantine_line = format_table(state)[1], format_table(state)[3]
+        assert all(name in header for name in ("rows in", "rows out", "quarantined"))
+        assert quarantine_line.split()[3:6] == ["336876", "336776", "100"]
+
+    def test_the_document_and_the_table_state_the_data_interval(self) -> None:
+        from datetime import datetime, timezone
+
+        start, end = datetime(2026, 11, 9, tzinfo=timezone.utc), datetime(2026, 11, 10, tzinfo=timezone.utc)
+
+        state = build_state([], pipeline_id="p", dag_id="d", run_id="r", data_interval=(start, end), logical_date=end)
+
+        document = state.model_dump(mode="json")
+        assert (document["data_interval_start"], document["data_interval_end"]) == (
+            "2026-11-09T00:00:00Z", "2026-11-10T00:00:00Z"
+        )  # fmt: skip
+        assert document["logical_date"] == "2026-11-10T00:00:00Z"
+        assert (
+            "(data interval 2026-11-09T00:00:00+00:00 to 2026-11-10T00:00:00+00:00 (end excluded))"
+            in (format_table(state)[0])
+        )
+
+    def test_a_warning_repeated_by_later_stages_is_reported_once(self) -> None:
+        extra = "events: 13 unexpected columns a (string), ..., not in expected_schema"
+        outcomes = [
+            TaskOutcome.parse("validate", "success", "validate", [_result("validate", "fail", warnings=[extra])]),
+            TaskOutcome.parse(
+                "quarantine", "success", "quarantine", [_result("quarantine", "pass", warnings=[extra, "other"])]
+            ),
+        ]
+
+        state = build_state(outcomes, pipeline_id="p", dag_id="d", run_id="r")
+
+        assert state.warnings == [f"validate: {extra} (also quarantine)", "quarantine: other"]
+
+    def test_usage_counts_are_integers_in_the_document(self) -> None:
+        decision = {"route": "quarantine", "usage": {"model_calls": 1.0, "input_tokens": 768.0, "cost_usd": 0.5}}
+        validate = _result("validate", "fail", usage=Usage(model_calls=1, input_tokens=100, cost_usd=0.25))
+        outcomes = [
+            TaskOutcome.parse("validate", "success", "validate", [validate]),
+            TaskOutcome.parse("route", "success", None, [], [decision]),
+        ]
+
+        document = json.loads(
+            json.dumps(build_state(outcomes, pipeline_id="p", dag_id="d", run_id="r").model_dump(mode="json"))
+        )
+
+        counts = [k for k in Usage.model_fields if k != "cost_usd"]
+        for usage in (document["usage"], document["decisions"][0]["usage"], document["stages"]["validate"]["usage"]):
+            assert all(type(usage[k]) is int for k in counts), usage
+        assert (document["usage"]["model_calls"], document["usage"]["input_tokens"]) == (2, 868)
+
     @pytest.mark.parametrize(
         ("outcome", "status"),
         [

@@ -73,6 +73,18 @@ class TestExtractOperator:
         with pytest.raises(StageFailed, match=r"'broken'.*line 3"):
             _extract(staging_root, _file("broken", connections.malformed_csv))
 
+    def test_a_missing_sqlite_source_file_fails_naming_source_and_path_and_is_not_created(
+        self, connections: Sources, staging_root: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        missing = tmp_path / "nope.db"
+        monkeypatch.setenv("AIRFLOW_CONN_OP_MISSING_DB", f"sqlite:///{missing}")
+        source = {"name": "flights", "type": "sql", "conn_id": "op_missing_db", "query": "SELECT * FROM flights"}
+
+        with pytest.raises(StageFailed, match=rf"source 'flights'.*SQLite database file {missing} does not exist"):
+            _extract(staging_root, source)
+
+        assert not missing.exists()
+
     def test_unreachable_database_is_left_to_retries(self, connections: Sources, staging_root: str) -> None:
         source = {"name": "rows", "type": "sql", "conn_id": "op_unreachable_db", "query": "SELECT 1 AS x"}
         with pytest.raises(SourceError, match="'rows'") as raised:
