@@ -12,16 +12,20 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_agent_provider import settings
 from airflow_agent_provider.contracts import DatasetRef, StageResult
-from airflow_agent_provider.engines import staging
+from airflow_agent_provider.engines import staging, warehouse_staging
 from airflow_agent_provider.engines.staging import area as staging_area
 from airflow_agent_provider.operators import _staging
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
+    from airflow_agent_provider.engines.warehouse_staging import WarehouseStaging
+
 # Remote dataset URIs under no opened root (an upstream task's, read on another worker) are opened
 # through their Airflow connection.
 staging_area.set_opener(_staging.opener)
+# Warehouse staging tables (postgres://<conn_id>/<schema>.<table>) reach their warehouse through the connection.
+warehouse_staging.set_connector(lambda conn_id: sql_engine(conn_id))  # noqa: PLW0108  (defined below)
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,16 @@ class RunScope:
         """``dataset -> URI`` under ``root``; the root is opened now, so a bad one fails before any work."""
         _staging.ensure_open(root or settings.staging_root())
         return lambda dataset: self.dataset_uri(root, dataset)
+
+
+def warehouse_staging_for(scope: RunScope, conn_id: str | None, schema: str | None) -> WarehouseStaging | None:
+    """Warehouse-native staging of ``scope``'s datasets in ``conn_id`` (None: staged as Parquet)."""
+    if not conn_id:
+        return None
+    index = scope.map_index if scope.map_index >= 0 else None
+    return warehouse_staging.WarehouseStaging(
+        conn_id, schema or warehouse_staging.DEFAULT_SCHEMA, scope.dag_id, scope.run_id, scope.task_id, index
+    )
 
 
 def run_scope(context: Mapping[str, Any]) -> RunScope:

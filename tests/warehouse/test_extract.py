@@ -1,0 +1,136 @@
+"""Warehouse-native extract on the real PostgreSQL: sources become run-scoped tables in the warehouse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from airflow_agent_provider.contracts import parse_sources
+from airflow_agent_provider.engines import extract as extract_engine
+from airflow_agent_provider.engines import warehouse_staging as ws
+from airflow_agent_provider.engines.extract import extract_sources
+from airflow_agent_provider.exceptions import RowCountTooLow, SourceError, UnsafeIdentifier
+
+STAGING = ws.WarehouseStaging("wh", "agent_staging", "daily", "scheduled__2024-01-02", "extract")
+
+
+def seed_orders(engine: sa.Engine, rows: int = 50) -> None:
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE orders (id bigint PRIMARY KEY, amount double precision, day date)")
+        conn.exec_driver_sql(
+            f"INSERT INTO orders SELECT g, g * 1.5, DATE '2024-01-01' + (g %% 3) FROM generate_series(1, {rows}) g"
+        )
+
+
+def run(sources: list[dict[str, Any]], engine: sa.Engine, **kwargs: Any) -> Any:
+    return extract_sources(
+        parse_sources(sources),
+        dataset_uri=lambda name: pytest.fail("warehouse mode must not stage Parquet"),
+        sql_engine=lambda conn_id: engine,
+        warehouse=STAGING,
+        **kwargs,
+    )
+
+
+def test_sql_source_on_the_staging_warehouse_is_created_in_place(warehouse: sa.Engine, monkeypatch) -> None:
+    seed_orders(warehouse)
+
+    def no_rows_through_the_worker(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the rows were read into the worker")
+
+    monkeypatch.setattr(extract_engine, "extract_sql", no_rows_through_the_worker)
+    monkeypatch.setattr(extract_engine, "Sink", no_rows_through_the_worker)
+    query = "SELECT id, amount, day FROM orders WHERE day >= :since"
+    result = run(
+        [{"name": "orders", "type": "sql", "conn_id": "wh", "query": query, "parameters": {"since": "2024-01-02"}}],
+        warehouse,
+    )
+
+    ref = result.datasets["orders"]
+    table = STAGING.table("orders")
+    assert ref.uri == f"postgres://wh/agent_staging.{table.table}"
+    assert table.table.startswith(ws.run_prefix("daily", "scheduled__2024-01-02"))
+    assert ref.columns == {"id": "integer", "amount": "float", "day": "date"}
+    with warehouse.connect() as conn:
+        expected = conn.exec_driver_sql("SELECT count(*) FROM orders WHERE day >= DATE '2024-01-02'").scalar()
+        staged = conn.exec_driver_sql(f"SELECT count(*) FROM {table.sql}").scalar()
+    assert ref.row_count == staged == expected == 34
+    assert result.metrics["data_location"] == {"orders": ref.uri}
+
+
+def test_rerun_restages_the_same_table_with_the_same_checksum(warehouse: sa.Engine) -> None:
+    seed_orders(warehouse)
+    source = [{"name": "orders", "type": "sql", "conn_id": "wh", "query": "SELECT * FROM orders;"}]
+    first = run(source, warehouse).datasets["orders"]
+    second = run(source, warehouse).datasets["orders"]
+    assert (first.uri, first.row_count, first.checksum) == (second.uri, 50, second.checksum)
+
+
+def test_checksum_changes_with_the_data(warehouse: sa.Engine) -> None:
+    seed_orders(warehouse)
+    source = [{"name": "orders", "type": "sql", "conn_id": "wh", "query": "SELECT * FROM orders"}]
+    before = run(source, warehouse).datasets["orders"]
+    with warehouse.begin() as conn:
+        conn.exec_driver_sql("UPDATE orders SET amount = amount + 1 WHERE id = 7")
+    after = run(source, warehouse).datasets["orders"]
+    assert before.checksum != after.checksum and before.row_count == after.row_count
+
+
+def test_file_source_is_bulk_copied_into_a_table(warehouse: sa.Engine, tmp_path: Path) -> None:
+    csv = tmp_path / "campaigns.csv"
+    csv.write_text("campaign_id,name,budget\n1,spring,10.5\n2,summer,20\n3,autumn,\n")
+    result = run([{"name": "campaigns", "type": "file", "path": str(csv), "format": "csv"}], warehouse)
+    ref = result.datasets["campaigns"]
+    assert ws.is_table_uri(ref.uri) and ref.row_count == 3
+    assert ref.columns == {"campaign_id": "integer", "name": "string", "budget": "float"}
+    with warehouse.connect() as conn:
+        rows = conn.exec_driver_sql(f"SELECT name, budget FROM {ws.StagedTable.parse(ref.uri).sql} ORDER BY 1").all()
+    assert rows == [("autumn", None), ("spring", 10.5), ("summer", 20.0)]
+    assert not list(Path("/tmp").glob("aap-wh-*/campaigns/part-*"))  # the scratch Parquet is gone
+
+
+def test_sql_source_on_another_database_is_copied_in(warehouse: sa.Engine, sqlite_url: str) -> None:
+    other = sa.create_engine(sqlite_url)
+    with other.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE users (user_id INTEGER, country TEXT)")
+        conn.exec_driver_sql("INSERT INTO users VALUES (1, 'DE'), (2, 'FR')")
+    result = extract_sources(
+        parse_sources([{"name": "users", "type": "sql", "conn_id": "crm", "query": "SELECT * FROM users"}]),
+        dataset_uri=lambda name: "unused",
+        sql_engine=lambda conn_id: other,
+        warehouse=STAGING,
+    )
+    assert result.datasets["users"].row_count == 2
+    assert result.datasets["users"].columns == {"user_id": "integer", "country": "string"}
+
+
+def test_too_few_rows_fail_like_the_parquet_path(warehouse: sa.Engine) -> None:
+    seed_orders(warehouse)
+    with pytest.raises(RowCountTooLow, match="returned 0 rows"):
+        run(
+            [{"name": "orders", "type": "sql", "conn_id": "wh", "query": "SELECT * FROM orders WHERE id < 0"}],
+            warehouse,
+        )
+
+
+def test_a_second_statement_does_not_run(warehouse: sa.Engine) -> None:
+    seed_orders(warehouse)
+    query = "SELECT * FROM orders; DROP TABLE orders"
+    with pytest.raises(SourceError, match="orders"):
+        run([{"name": "orders", "type": "sql", "conn_id": "wh", "query": query}], warehouse)
+    with warehouse.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM orders").scalar() == 50
+
+
+def test_table_uri_round_trips_and_refuses_unsafe_names() -> None:
+    table = STAGING.table("orders")
+    assert ws.StagedTable.parse(table.uri) == table
+    assert table.sql == f'"agent_staging"."{table.table}"' and len(table.table) <= 63
+    with pytest.raises(UnsafeIdentifier):
+        ws.StagedTable.parse('postgres://wh/agent_staging.x"; DROP TABLE y')
+    with pytest.raises(UnsafeIdentifier):
+        ws.WarehouseStaging("wh", "bad schema", "d", "r", "t")
+    assert not ws.is_table_uri("s3://aws@bucket/x") and not ws.is_table_uri("/tmp/staging/x")
