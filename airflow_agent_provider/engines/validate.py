@@ -78,12 +78,9 @@ def validate_dataset(
     """
     started, started_at = time.monotonic(), datetime.now(timezone.utc)
     schema = _check_arguments(ref, expected_schema, quality_rules, fail_on_null_rate_exceeds, sample_size)
-    con = shared_cursor()  # a cursor of its own (its temp view ``data``); a new DuckDB costs 15-50 ms
+    con, types, stats = _open(ref.uri)
     try:
-        files = part_files(ref.uri)
-        con.execute(f"CREATE TEMP VIEW data AS SELECT * FROM read_parquet({file_list(files)}, union_by_name = true)")
-        types = columns_of(con, "data")
-        plan = Scan(con, dataset, types, sample_size, utc(reference_time), stats=footer_stats(con, files, types))
+        plan = Scan(con, dataset, types, sample_size, utc(reference_time), stats=stats)
         checks = [plan_rule(plan, rule, f"r{i}") for i, rule in enumerate(quality_rules)]
         scan, values = measure(plan, checks)
         null_rates = _null_rates(scan.row_count, scan.non_null)
@@ -105,6 +102,30 @@ def validate_dataset(
         duration_s=round(time.monotonic() - started, 3),
         started_at=started_at,
     )
+
+
+def _open(uri: str) -> tuple[Any, dict[str, str], dict[str, Any]]:
+    """A connection with the dataset as the view ``data``, its column types and what its footers prove.
+
+    A warehouse staging table (``postgres://...``) is read where it is, through a session that speaks
+    the DuckDB connection's API (``engines.warehouse_sql``): the same rules, one aggregate query.
+    """
+    from airflow_agent_provider.engines.warehouse_staging import is_table_uri
+
+    if is_table_uri(uri):
+        from airflow_agent_provider.engines.warehouse_sql import open_data_view
+
+        cursor, types = open_data_view(uri)
+        return cursor, types, {}
+    con = shared_cursor()  # a cursor of its own (its temp view ``data``); a new DuckDB costs 15-50 ms
+    try:
+        files = part_files(uri)
+        con.execute(f"CREATE TEMP VIEW data AS SELECT * FROM read_parquet({file_list(files)}, union_by_name = true)")
+        types = columns_of(con, "data")
+        return con, types, dict(footer_stats(con, files, types))
+    except BaseException:
+        con.close()
+        raise
 
 
 def _metrics(scan: Scan, null_rates: Mapping[str, float], findings: _Findings, rules: int, uri: str) -> dict[str, Any]:

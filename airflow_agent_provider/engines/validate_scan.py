@@ -116,6 +116,12 @@ def sandbox(uri: str, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnecti
 
     The locked database is shared (a cursor's registered ``data`` is its own); a new one costs 15-50 ms.
     """
+    from airflow_agent_provider.engines.warehouse_staging import is_table_uri
+
+    if is_table_uri(uri):  # a warehouse staging table: a read-only, guarded session of the warehouse
+        from airflow_agent_provider.engines.warehouse_sql import open_data_view
+
+        return open_data_view(uri, sandboxed=True)[0]  # type: ignore[return-value]
     schema = con.sql("SELECT * FROM data LIMIT 0").to_arrow_table().schema
     locked = _SANDBOX.cursor()
     locked.register("data", arrow_dataset(uri, schema))

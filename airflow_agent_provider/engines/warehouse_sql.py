@@ -62,7 +62,8 @@ def to_warehouse(
         raise UnsafeSQL(f"the SQL does not parse as {read}: {str(err).splitlines()[0]}") from err
     if len(trees) != 1 or trees[0] is None:
         raise UnsafeSQL(f"expected exactly one statement, found {len(trees)}")
-    tree: Any = trees[0].transform(lambda node: _rewrite(node, params or {}))
+    bound = trees[0].transform(lambda node: _bind(node, params or {}))  # values first: rewrites see literals
+    tree: Any = bound.transform(_rewrite)
     for select in tree.find_all(exp.Select):
         _expand_group_by_all(select)
     return tree.sql(dialect=dialect)
@@ -84,11 +85,17 @@ def forbidden_functions(sql: str, *, read: str = "duckdb") -> list[str]:
     return sorted(names)
 
 
-def _rewrite(node: exp.Expression, params: Mapping[str, Any]) -> Any:
+def _bind(node: exp.Expression, params: Mapping[str, Any]) -> Any:
     from sqlglot import exp
 
     if isinstance(node, exp.Placeholder) and node.name in params:
         return _literal(params[node.name])
+    return node
+
+
+def _rewrite(node: exp.Expression) -> Any:
+    from sqlglot import exp
+
     if isinstance(node, exp.RegexpFullMatch):  # whole-string match: anchor the pattern
         pattern = node.expression
         anchored = (
@@ -142,8 +149,9 @@ class WarehouseCursor:
     later transaction read-only (custom predicates run there, as in DuckDB's locked sandbox).
     """
 
-    def __init__(self, engine: sqlalchemy.engine.Engine, *, dialect: str = "postgres") -> None:
+    def __init__(self, engine: sqlalchemy.engine.Engine, *, dialect: str = "postgres", guarded: bool = False) -> None:
         self.dialect = dialect
+        self.guarded = guarded  # refuse statements that call functions reading files, settings or other databases
         self._conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         raw: Any = self._conn.connection.dbapi_connection
         self._raw = raw
@@ -162,6 +170,8 @@ class WarehouseCursor:
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> WarehouseCursor:
         """Run DuckDB-dialect SQL with ``$name`` parameters, transpiled for the warehouse."""
         try:
+            if self.guarded and (refused := forbidden_functions(sql)):
+                raise UnsafeSQL(f"function {refused[0]}() is not allowed in the warehouse")
             native = to_warehouse(sql, params, dialect=self.dialect)
         except UnsafeSQL as err:
             raise WarehouseSqlError(str(err)) from err
@@ -192,3 +202,27 @@ class WarehouseCursor:
 def _first_line(err: BaseException) -> str:
     text = str(getattr(err, "orig", None) or err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+def open_data_view(uri: str, *, sandboxed: bool = False) -> tuple[WarehouseCursor, dict[str, str]]:
+    """A warehouse session with the staging table of ``uri`` as the temporary view ``data``, and its
+    columns (name -> DuckDB type name), as the validation sees a staged dataset.
+
+    ``sandboxed``: the session is read-only and refuses functions that read files, settings or other
+    databases (where custom predicates run, as DuckDB's locked sandbox on the Parquet path).
+    """
+    from airflow_agent_provider.engines import warehouse_staging as ws
+
+    table = ws.StagedTable.parse(uri)
+    cursor = WarehouseCursor(ws.engine_for(table.conn_id), dialect=table.dialect)
+    try:
+        cursor.native(f"CREATE TEMP VIEW data AS SELECT * FROM {table.sql}")
+        types = ws.table_columns(cursor._conn, table)
+        if not types:
+            raise ws.WarehouseStagingError(f"staging table {uri} does not exist")
+        if sandboxed:
+            cursor.read_only().guarded = True
+    except BaseException:
+        cursor.close()
+        raise
+    return cursor, types
