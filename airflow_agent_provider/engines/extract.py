@@ -203,9 +203,8 @@ def _run_one_in_warehouse(source: AnySource, context: _Context, warehouse: Wareh
                     _read(source, sink, context)
                     _check_minimum(source, sink.rows, context.minimum)
                     staged = sink.finish()
+                ws.ensure_schema(engine, table.schema)
                 ws.drop_table(engine, table)
-                with engine.begin() as conn:
-                    conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {ws.quote(table.schema)}")
                 load_dataset(staged, engine=engine, target_table=f"{table.schema}.{table.table}")
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)

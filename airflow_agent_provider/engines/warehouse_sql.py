@@ -50,9 +50,18 @@ def WarehouseSqlError(message: str) -> Exception:
 
 
 def to_warehouse(
-    sql: str, params: Mapping[str, Any] | None = None, *, dialect: str = "postgres", read: str = "duckdb"
+    sql: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    dialect: str = "postgres",
+    read: str = "duckdb",
+    tables: Mapping[str, tuple[str, str]] | None = None,
 ) -> str:
-    """``sql`` (in ``read``'s dialect, ``$name`` parameters bound from ``params``) written in ``dialect``."""
+    """``sql`` (in ``read``'s dialect, ``$name`` parameters bound from ``params``) written in ``dialect``.
+
+    :param tables: name (lower case) -> (schema, table): unqualified references to these names (not
+        the query's own CTEs) read that table, under their old name as alias; any other table is refused.
+    """
     import sqlglot
     from sqlglot import exp
 
@@ -66,7 +75,29 @@ def to_warehouse(
     tree: Any = bound.transform(_rewrite)
     for select in tree.find_all(exp.Select):
         _expand_group_by_all(select)
+    if tables is not None:
+        _qualify(tree, tables)
     return tree.sql(dialect=dialect)
+
+
+def _qualify(tree: Any, tables: Mapping[str, tuple[str, str]]) -> None:
+    """Point the query's table names at the staging tables; refuse a table that is none of them."""
+    from sqlglot import exp
+
+    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+    for table in list(tree.find_all(exp.Table)):
+        name = table.name.lower()
+        if not table.db and name in ctes:
+            continue
+        if table.db or table.catalog or name not in tables:
+            raise UnsafeSQL(
+                f"table {table.sql()!r} is not allowed: it is not one of the staged tables or earlier steps"
+            )
+        schema, real = tables[name]
+        alias = table.alias or table.name
+        table.set("this", exp.to_identifier(real, quoted=True))
+        table.set("db", exp.to_identifier(schema, quoted=True))
+        table.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
 
 
 def forbidden_functions(sql: str, *, read: str = "duckdb") -> list[str]:
@@ -128,9 +159,17 @@ def _literal(value: Any) -> Any:
 
 
 def _expand_group_by_all(select: exp.Select) -> None:
-    """``GROUP BY ALL`` -> the positions of the select items that aggregate nothing."""
+    """``ORDER BY ALL`` -> every select position; ``GROUP BY ALL`` -> the positions that aggregate nothing."""
     from sqlglot import exp
 
+    order: Any = select.args.get("order")
+    ordered = order.expressions if order is not None else []
+    if len(ordered) == 1 and isinstance(ordered[0].this, exp.Var) and ordered[0].this.name.upper() == "ALL":
+        template = ordered[0]
+        by_all = [template.copy() for _ in select.expressions]
+        for i, item in enumerate(by_all):
+            item.set("this", exp.Literal.number(i + 1))
+        order.set("expressions", by_all)
     group = select.args.get("group")
     if group is None or not group.args.get("all"):
         return

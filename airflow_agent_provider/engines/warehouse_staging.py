@@ -224,6 +224,26 @@ def describe_table(engine: sqlalchemy.engine.Engine, table: StagedTable) -> Data
     return DatasetRef(uri=table.uri, row_count=int(rows), columns=columns, checksum=digest, bytes=int(size))
 
 
+_SCHEMA_LOCK = threading.Lock()
+
+
+def ensure_schema(engine: sqlalchemy.engine.Engine, schema: str) -> None:
+    """Create the staging schema unless it exists (concurrent creators: one wins, the others find it)."""
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    with _SCHEMA_LOCK:
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+        except (IntegrityError, ProgrammingError):  # created by another process meanwhile
+            with engine.connect() as conn:
+                found = conn.exec_driver_sql(
+                    f"SELECT 1 FROM pg_namespace WHERE nspname = {sql_literal(identifier(schema, 'staging schema'))}"
+                ).first()
+            if found is None:
+                raise
+
+
 def create_table_as(
     engine: sqlalchemy.engine.Engine, table: StagedTable, query: str, params: Mapping[str, Any]
 ) -> None:
@@ -234,10 +254,20 @@ def create_table_as(
     from sqlalchemy import text
 
     body = query.strip().rstrip(";").strip()
+    ensure_schema(engine, table.schema)
     with engine.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {quote(table.schema)}")
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table.sql}")
         conn.execute(text(f"CREATE TABLE {table.sql} AS SELECT * FROM (\n{body}\n) AS aap_source"), dict(params))
+
+
+def run_sql(conn: Any, sql: str) -> None:
+    """Run one statement as written on a SQLAlchemy connection's driver cursor (no parameter
+    interpolation, so a ``%`` in the text stays a ``%``)."""
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(sql)
+    finally:
+        cursor.close()
 
 
 def drop_table(engine: sqlalchemy.engine.Engine, table: StagedTable) -> None:

@@ -60,6 +60,18 @@ def warehouse_staging_for(scope: RunScope, conn_id: str | None, schema: str | No
     )
 
 
+def output_uri(scope: RunScope, root: str | None, inputs: Mapping[str, DatasetRef], dataset: str) -> str:
+    """Where a stage stages ``dataset``: next to its inputs when they are warehouse staging tables (same
+    connection and schema), else under the staging root."""
+    for ref in inputs.values():
+        if warehouse_staging.is_table_uri(ref.uri):
+            table = warehouse_staging.StagedTable.parse(ref.uri)
+            found = warehouse_staging_for(scope, table.conn_id, table.schema)
+            assert found is not None  # a parsed table URI names its connection
+            return found.uri(dataset)
+    return scope.dataset_uri(root, dataset)
+
+
 def run_scope(context: Mapping[str, Any]) -> RunScope:
     ti = context["ti"]
     map_index = getattr(ti, "map_index", -1)
