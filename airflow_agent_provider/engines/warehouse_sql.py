@@ -137,6 +137,11 @@ def _rewrite(node: exp.Expression) -> Any:
             )
         )
         return exp.RegexpLike(this=node.this, expression=anchored)
+    if isinstance(node, exp.Round) and node.args.get("decimals") is not None and not node.meta.get("aap"):
+        # PostgreSQL rounds to decimals only as numeric; DuckDB's round of a double is a double
+        rounded = exp.Round(this=exp.cast(node.this, "DECIMAL"), decimals=node.args["decimals"])
+        rounded.meta["aap"] = True
+        return exp.cast(rounded, "DOUBLE")
     if isinstance(node, exp.IsNan):
         return exp.paren(exp.EQ(this=node.this, expression=exp.cast(exp.Literal.string("NaN"), "DOUBLE")))
     if isinstance(node, exp.Subquery) and not node.alias and isinstance(node.parent, exp.From | exp.Join):

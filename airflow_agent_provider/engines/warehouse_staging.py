@@ -275,17 +275,40 @@ def drop_table(engine: sqlalchemy.engine.Engine, table: StagedTable) -> None:
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table.sql}")
 
 
-def drop_run_tables(engine: sqlalchemy.engine.Engine, schema: str, dag_id: str, run_id: str) -> list[str]:
-    """Drop every staging table of a run in ``schema`` (its name prefix); returns the tables dropped."""
+# ---- retention ----------------------------------------------------------------------------------
+
+
+def run_table_patterns(dag_id: str, run_id: str, uris: list[str] | tuple[str, ...]) -> list[str]:
+    """``postgres://<conn_id>/<schema>.aap_<run>_*``: every staging table of the run in each (connection,
+    schema) where its datasets were staged, as retention removes them (intermediate steps included)."""
     prefix = run_prefix(dag_id, run_id)
+    found = set()
+    for uri in uris:
+        if is_table_uri(uri):
+            table = StagedTable.parse(uri)
+            if table.table.startswith(prefix):
+                found.add(f"{table.scheme}://{table.conn_id}/{table.schema}.{prefix}*")
+    return sorted(found)
+
+
+def drop_tables_matching(pattern: str) -> list[str]:
+    """Drop the tables a :func:`run_table_patterns` pattern names; returns the tables dropped."""
+    base, star, rest = pattern.partition("*")
+    if not star or rest:
+        raise WarehouseStagingError(f"{pattern!r} is not a staging table pattern (ends with *)")
+    table = StagedTable.parse(base + "x")  # checks the connection, schema and prefix parts
+    prefix = table.table[:-1]
+    if not prefix.startswith(TABLE_PREFIX) or len(prefix) != len(TABLE_PREFIX) + 11:
+        raise WarehouseStagingError(f"{pattern!r} does not name one run's staging tables")
+    engine = engine_for(table.conn_id)
     with engine.begin() as conn:
         names = [
             str(r[0])
             for r in conn.exec_driver_sql(
-                "SELECT tablename FROM pg_tables WHERE schemaname = "
-                f"{sql_literal(identifier(schema, 'staging schema'))} AND starts_with(tablename, {sql_literal(prefix)})"
+                f"SELECT tablename FROM pg_tables WHERE schemaname = {sql_literal(table.schema)} "
+                f"AND starts_with(tablename, {sql_literal(prefix)})"
             ).fetchall()
         ]
         for name in names:
-            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {quote(schema)}.{quote(name)}")
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {quote(table.schema)}.{quote(name)}")
     return names

@@ -15,11 +15,12 @@ def warehouse(pg_url: str) -> Iterator[object]:
     from airflow_agent_provider.engines import warehouse_staging as ws
 
     engine = sa.create_engine(pg_url)
+    installed = ws._CONNECTOR.make  # the operators' connector, when they were imported: put back after
     ws.set_connector(lambda conn_id: sa.create_engine(pg_url))
     try:
         yield engine
     finally:
-        ws.set_connector(None)
+        ws.set_connector(installed)
         with engine.begin() as conn:
             conn.exec_driver_sql("DROP SCHEMA IF EXISTS agent_staging CASCADE")
         engine.dispose()

@@ -134,3 +134,35 @@ def test_table_uri_round_trips_and_refuses_unsafe_names() -> None:
     with pytest.raises(UnsafeIdentifier):
         ws.WarehouseStaging("wh", "bad schema", "d", "r", "t")
     assert not ws.is_table_uri("s3://aws@bucket/x") and not ws.is_table_uri("/tmp/staging/x")
+
+
+def test_retention_drops_every_table_of_the_run_and_only_those(warehouse: sa.Engine) -> None:
+    from airflow_agent_provider.engines.staging import retention
+
+    seed_orders(warehouse)
+    source = [{"name": "orders", "type": "sql", "conn_id": "wh", "query": "SELECT * FROM orders"}]
+    uris = []
+    for run_id in ("scheduled__2024-01-02", "scheduled__2024-01-03"):
+        staging = ws.WarehouseStaging("wh", "agent_staging", "daily", run_id, "extract")
+        uris.append(
+            extract_sources(parse_sources(source), dataset_uri=str, sql_engine=lambda c: warehouse, warehouse=staging)
+            .datasets["orders"]
+            .uri
+        )
+    with warehouse.begin() as conn:  # a transform step's table of the first run, not named in any result
+        conn.exec_driver_sql(
+            f'CREATE TABLE agent_staging."{ws.run_prefix("daily", "scheduled__2024-01-02")}abc123_s_step" (x int)'
+        )
+
+    folders = retention.run_folders("daily", "scheduled__2024-01-02", uris=uris)
+    assert folders == [f"postgres://wh/agent_staging.{ws.run_prefix('daily', 'scheduled__2024-01-02')}*"]
+    assert [retention.remove(folder) for folder in folders] == [True]
+    assert [retention.remove(folder) for folder in folders] == [False]
+
+    with warehouse.connect() as conn:
+        left = [
+            r[0] for r in conn.exec_driver_sql("SELECT tablename FROM pg_tables WHERE schemaname = 'agent_staging'")
+        ]
+    assert left == [ws.StagedTable.parse(uris[1]).table]
+    with pytest.raises(ws.WarehouseStagingError):
+        ws.drop_tables_matching("postgres://wh/agent_staging.*")
