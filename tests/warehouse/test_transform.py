@@ -117,3 +117,10 @@ def test_mixed_parquet_and_table_inputs_are_refused(inputs: dict[str, DatasetRef
     mixed = {**inputs, "other": DatasetRef(uri="/tmp/x", row_count=0, columns={}, checksum="")}
     with pytest.raises(ValueError, match="all be warehouse staging tables"):
         run(mixed, DUCKDB_STEPS)
+
+
+def test_a_stage_that_reads_parquet_only_names_the_table_and_the_limit(inputs: dict[str, DatasetRef]) -> None:
+    from airflow_agent_provider.engines import staging
+
+    with pytest.raises(staging.StagingError, match=r"warehouse staging table .* quarantine, schema remediation"):
+        staging.part_files(inputs["events"].uri)
