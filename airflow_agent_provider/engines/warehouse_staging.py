@@ -252,15 +252,30 @@ def create_table_as(
 ) -> None:
     """Stage a query's rows as ``table`` inside the warehouse (``CREATE TABLE ... AS``), replacing an earlier try.
 
-    The query is wrapped as a subquery, so it must be one SELECT (several statements do not parse).
+    The query must be one SELECT: it is wrapped as a subquery, and a ``;`` outside strings and
+    comments (a second statement, or one that closes the wrapper and starts another) is refused.
     """
     from sqlalchemy import text
 
     body = query.strip().rstrip(";").strip()
+    _refuse_statements(body, table.dialect)
     ensure_schema(engine, table.schema)
     with engine.begin() as conn:
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table.sql}")
         conn.execute(text(f"CREATE TABLE {table.sql} AS SELECT * FROM (\n{body}\n) AS aap_source"), dict(params))
+
+
+def _refuse_statements(query: str, dialect: str) -> None:
+    """Refuse a query holding a statement separator (sqlglot's tokenizer knows the dialect's strings and comments)."""
+    import sqlglot
+    from sqlglot.tokens import TokenType
+
+    try:
+        tokens = sqlglot.tokenize(query, read=dialect)
+    except sqlglot.errors.TokenError as err:
+        raise WarehouseStagingError(f"the query does not tokenize as {dialect} SQL: {err}") from err
+    if any(token.token_type == TokenType.SEMICOLON for token in tokens):
+        raise WarehouseStagingError("the query must be one SELECT statement; it holds a ';' between statements")
 
 
 def run_sql(conn: Any, sql: str) -> None:

@@ -116,13 +116,26 @@ def test_too_few_rows_fail_like_the_parquet_path(warehouse: sa.Engine) -> None:
         )
 
 
-def test_a_second_statement_does_not_run(warehouse: sa.Engine) -> None:
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT * FROM orders; DROP TABLE orders",
+        "SELECT 1 AS x) AS a; DROP TABLE orders; SELECT * FROM (SELECT 1 AS x",  # closes the wrapper
+    ],
+)
+def test_a_second_statement_does_not_run(warehouse: sa.Engine, query: str) -> None:
     seed_orders(warehouse)
-    query = "SELECT * FROM orders; DROP TABLE orders"
-    with pytest.raises(SourceError, match="orders"):
+    with pytest.raises(SourceError, match=r"orders.*one SELECT statement"):
         run([{"name": "orders", "type": "sql", "conn_id": "wh", "query": query}], warehouse)
     with warehouse.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM orders").scalar() == 50
+
+
+def test_semicolons_in_strings_and_comments_are_fine(warehouse: sa.Engine) -> None:
+    seed_orders(warehouse)
+    query = "SELECT id, 'a;b' AS note, $$c;d$$ AS other FROM orders /* ; */ -- ;\n"
+    result = run([{"name": "orders", "type": "sql", "conn_id": "wh", "query": query + "\nWHERE id < 3"}], warehouse)
+    assert result.datasets["orders"].row_count == 2
 
 
 def test_table_uri_round_trips_and_refuses_unsafe_names() -> None:
