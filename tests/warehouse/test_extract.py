@@ -179,3 +179,16 @@ def test_retention_drops_every_table_of_the_run_and_only_those(warehouse: sa.Eng
     assert left == [ws.StagedTable.parse(uris[1]).table]
     with pytest.raises(ws.WarehouseStagingError):
         ws.drop_tables_matching("postgres://wh/agent_staging.*")
+
+
+def test_a_staging_connection_that_is_not_postgresql_is_refused(sqlite_url: str) -> None:
+    installed = ws._CONNECTOR.make
+    ws.set_connector(lambda conn_id: sa.create_engine(sqlite_url))
+    try:
+        with pytest.raises(SourceError, match="tested on PostgreSQL only"):
+            run(
+                [{"name": "orders", "type": "sql", "conn_id": "wh", "query": "SELECT 1 AS x"}],
+                sa.create_engine(sqlite_url),
+            )
+    finally:
+        ws.set_connector(installed)
