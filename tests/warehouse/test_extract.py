@@ -192,3 +192,16 @@ def test_a_staging_connection_that_is_not_postgresql_is_refused(sqlite_url: str)
             )
     finally:
         ws.set_connector(installed)
+
+
+def test_lineage_names_a_staging_table_the_same_in_every_run() -> None:
+    from airflow_agent_provider.lineage.naming import staged_origin
+
+    first, second = (
+        staged_origin(ws.WarehouseStaging("wh", "agent_staging", "daily", run, "extract").uri("orders"), "daily")
+        for run in ("scheduled__2024-01-02", "scheduled__2024-01-03")
+    )
+    assert first == second
+    origin = first
+    assert origin.namespace == "postgres://wh" and origin.name.startswith("agent_staging.aap_")
+    assert origin.name.endswith("_orders")
