@@ -24,6 +24,8 @@ from airflow_agent_provider.exceptions import RowCountTooLow, SourceError
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
+    from airflow_agent_provider.engines.warehouse_staging import WarehouseStaging
+
 __all__ = ["HttpEndpoint", "extract_sources"]
 
 AnySource = SqlSource | HttpSource | FileSource
@@ -38,6 +40,7 @@ class _Context:
     minimum: int | None
     log: Callable[[str], None] | None
     cancelled: threading.Event = field(default_factory=threading.Event)
+    warehouse: WarehouseStaging | None = None
 
 
 @dataclass
@@ -58,8 +61,9 @@ def extract_sources(
     expected_row_count_min: int | None = 1,
     max_workers: int = 4,
     log: Callable[[str], None] | None = None,
+    warehouse: WarehouseStaging | None = None,
 ) -> StageResult:
-    """Stage every source as Parquet, concurrently, and return what was staged.
+    """Stage every source as Parquet (or as warehouse tables), concurrently, and return what was staged.
 
     :param sources: parsed source specs (``contracts.parse_sources``); names become dataset names.
     :param dataset_uri: dataset name -> the staging folder URI to write it to.
@@ -69,11 +73,14 @@ def extract_sources(
         ``0`` or ``None`` allows empty sources.
     :param max_workers: how many sources run at the same time.
     :param log: receives progress lines such as ``events: 300000 rows (152000 rows/s)``.
+    :param warehouse: warehouse-native mode: each source becomes a run-scoped table there (a SQL source
+        on the same database as ``CREATE TABLE ... AS`` its query, so no row leaves it; other sources
+        bulk-copied in); ``dataset_uri`` is then unused.
     :raises SourceError: a source failed (the first failing one in source order); the others were stopped.
     :raises RowCountTooLow: a source returned fewer rows than its minimum.
     """
     _check_arguments(sources, sql_engine, http_endpoint, expected_row_count_min, max_workers)
-    context = _Context(dataset_uri, sql_engine, http_endpoint, expected_row_count_min, log)
+    context = _Context(dataset_uri, sql_engine, http_endpoint, expected_row_count_min, log, warehouse=warehouse)
     started = time.monotonic()
     outcomes = _run_all(list(sources), context, max_workers)
     return _result(outcomes, time.monotonic() - started)
@@ -144,6 +151,8 @@ def _failure(future: Future[_Outcome]) -> BaseException | None:
 
 
 def _run_one(source: AnySource, context: _Context) -> _Outcome:
+    if context.warehouse is not None:
+        return _run_one_in_warehouse(source, context, context.warehouse)
     started = time.monotonic()
     try:
         with Sink(
@@ -166,6 +175,56 @@ def _run_one(source: AnySource, context: _Context) -> _Outcome:
     if ref.row_count == 0:
         warnings.append(f"{source.name}: returned 0 rows (allowed: expected_row_count_min is 0)")
     return _Outcome(source, ref, duration, sink.pages, warnings)
+
+
+def _run_one_in_warehouse(source: AnySource, context: _Context, warehouse: WarehouseStaging) -> _Outcome:
+    """Stage a source as a table in the staging warehouse: in place for a SQL source on that database,
+    else read as usual into a scratch Parquet folder and bulk-copied in (COPY), the folder removed after."""
+    import shutil
+    import tempfile
+
+    from airflow_agent_provider.engines import warehouse_staging as ws
+    from airflow_agent_provider.engines.load import load_dataset
+
+    started, table = time.monotonic(), warehouse.table(source.name)
+    log = context.log or (lambda _line: None)
+    try:
+        engine = ws.engine_for(warehouse.conn_id)
+        if isinstance(source, SqlSource) and _in_warehouse(source, context, warehouse, engine):
+            ws.create_table_as(engine, table, source.query, source.parameters)
+            ref = ws.describe_table(engine, table)
+            _check_minimum(source, ref.row_count, context.minimum)
+            log(f"{source.name}: staged inside the warehouse as {table.uri} (no row left it)")
+        else:
+            scratch = tempfile.mkdtemp(prefix="aap-wh-")
+            try:
+                with Sink(source.name, f"{scratch}/{source.name}", chunk_size=source.chunk_size,
+                          cancelled=context.cancelled, log=context.log) as sink:  # fmt: skip
+                    _read(source, sink, context)
+                    _check_minimum(source, sink.rows, context.minimum)
+                    staged = sink.finish()
+                ws.ensure_schema(engine, table.schema)
+                ws.drop_table(engine, table)
+                load_dataset(staged, engine=engine, target_table=f"{table.schema}.{table.table}")
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+            ref = ws.describe_table(engine, table)
+            log(f"{source.name}: copied into the warehouse as {table.uri}")
+    except (SourceError, Cancelled):
+        raise
+    except Exception as err:
+        raise SourceError(source.name, f"{type(err).__name__}: {first_line(str(err))}") from err
+    warnings = [f"{source.name}: returned 0 rows (allowed: expected_row_count_min is 0)"] if not ref.row_count else []
+    return _Outcome(source, ref, time.monotonic() - started, None, warnings)
+
+
+def _in_warehouse(source: SqlSource, context: _Context, warehouse: WarehouseStaging, engine: Engine) -> bool:
+    """Whether a SQL source reads the staging warehouse's own database (so its query can run there)."""
+    from airflow_agent_provider.engines.warehouse_staging import same_database
+
+    if source.conn_id == warehouse.conn_id:
+        return True
+    return same_database(engine, _resolve(source, context.sql_engine))
 
 
 def _read(source: AnySource, sink: Sink, context: _Context) -> None:

@@ -31,6 +31,7 @@ from airflow_agent_provider.engines.sqlsafe import (
     identifier,
     insert_select,
     present_keys,
+    quote_list,
     upsert_select,
 )
 from airflow_agent_provider.engines.warehouse import Warehouse
@@ -178,7 +179,7 @@ def load_dataset(
         batch_rows=batch_rows,
         dialect=engine.dialect.name,
     )
-    con = staging.connect()
+    con = _staged_connection(ref, engine)
     try:
         staged = Staged.open(con, ref, request.key, request.table)
         progress = Progress(request.table.name, staged.rows, log)
@@ -214,6 +215,25 @@ def _unwritten_warning(request: LoadRequest, columns: Sequence[str]) -> list[str
         f"target {request.table} has column(s) this load does not write: {', '.join(columns)} (the staged data "
         f"lacks them): {effect}; drop or fill them if they are gone for good"
     ]
+
+
+def _staged_connection(ref: DatasetRef, engine: sqlalchemy.engine.Engine) -> Any:
+    """What reads the staged data: a DuckDB over the Parquet, or, for a warehouse staging table, a
+    session of that warehouse (which must be the target's database: the rows move inside it)."""
+    from airflow_agent_provider.engines import warehouse_staging as ws
+
+    if not ws.is_table_uri(ref.uri):
+        return staging.connect()
+    from airflow_agent_provider.engines.warehouse_sql import WarehouseCursor
+
+    table = ws.StagedTable.parse(ref.uri)
+    staged_engine = ws.engine_for(table.conn_id)
+    if not ws.same_database(engine, staged_engine):
+        raise LoadError(
+            f"staged table {ref.uri} is in another database than the load's target; in warehouse-native mode "
+            "load through the staging connection (conn_id of the LoadOperator = staging_conn_id of the extract)"
+        )
+    return WarehouseCursor(staged_engine, dialect=table.dialect)
 
 
 class _LoadRun:
@@ -338,6 +358,13 @@ class _LoadRun:
     def _copy_into(self, target: str) -> int:
         """Write every staged row into ``target``; returns the rows the database reported written."""
         names, written = [c.name for c in self.columns], 0
+        if self.staged.in_warehouse:  # the rows move inside the warehouse: one INSERT ... SELECT
+            values = ", ".join(f"CAST({c.source} AS {self.wh.ddl_type(c.target)})" for c in self.columns)
+            written = self.wh.execute(
+                f"INSERT INTO {target} ({quote_list(names)}) SELECT {values} FROM {self.staged.scan}"
+            )
+            self.progress.advance(written)
+            return written
         payloads = self._encoded()
         with contextlib.closing(read_ahead(payloads) if self.wh.read_ahead else payloads) as stream:
             for payload, rows in stream:

@@ -75,11 +75,19 @@ class Staged:
     scan: str
     types: dict[str, str]
     rows: int
+    in_warehouse: bool = False  # a warehouse staging table: ``scan`` names it, ``con`` is a warehouse session
 
     @classmethod
     def open(cls, con: duckdb.DuckDBPyConnection, ref: DatasetRef, key: Sequence[str], table: TableName) -> Staged:
-        scan = staging.scan_sql(ref.uri)
-        types = staging.columns_of(con, scan)
+        from airflow_agent_provider.engines import warehouse_staging as ws
+
+        in_warehouse = ws.is_table_uri(ref.uri)
+        if in_warehouse:
+            staged_table = ws.StagedTable.parse(ref.uri)
+            scan, types = staged_table.sql, ws.table_columns(con._conn, staged_table)  # type: ignore[attr-defined]
+        else:
+            scan = staging.scan_sql(ref.uri)
+            types = staging.columns_of(con, scan)
         for name in types:
             identifier(name, f"column of the staged data for {table}")
         if not types:
@@ -87,7 +95,7 @@ class Staged:
         missing = [k for k in key if k not in types]
         if missing:
             raise LoadError(f"upsert_key {missing} of {table} is not in the staged data (columns: {', '.join(types)})")
-        staged = cls(con, scan, types, 0)
+        staged = cls(con, scan, types, 0, in_warehouse)
         staged.rows = int(staged.row(f"SELECT count(*) FROM {scan}")[0])
         staged.refuse_bad_keys(key, table)
         return staged

@@ -90,6 +90,7 @@ def run_transformations(
     write_sql: WriteSql | None = None,
     keep_intermediate: Mapping[str, str] | None = None,
     log: Callable[[str], None] | None = None,
+    dialect: str = "duckdb",
 ) -> StageResult:
     """Run ``transformations`` in order over ``inputs`` and stage the last result at ``output_uri``.
 
@@ -105,27 +106,50 @@ def run_transformations(
     :param write_sql: writes SQL for transformations given only a ``description``.
     :param keep_intermediate: transformation name -> staging folder, to also stage that step.
     :param log: receives one line per step.
+    :param dialect: the dialect the SQL steps are written in (sqlglot's name; default DuckDB's). With
+        Parquet inputs other dialects are transpiled to DuckDB's; with warehouse staging tables as
+        inputs (and output) the steps run in the warehouse (``engines.transform_warehouse``), written
+        in its dialect by sqlglot.
     :raises TransformError: a step failed; the message names it and carries DuckDB's cause.
     """
+    from airflow_agent_provider.engines import transform_warehouse
+
     keep = dict(keep_intermediate or {})
     _check_arguments(inputs, transformations, output_dataset, keep)
     started, clock = datetime.now(timezone.utc), time.monotonic()
-    writable = [_local_folder(uri) for uri in [output_uri, *keep.values()]]
-    con = isolated_connection(inputs, writable=[folder for folder in writable if folder])
-    try:
-        run = _Run(con, list(inputs), write_sql, keep, log or (lambda _line: None))
-        for transformation in transformations:
-            run.step(transformation)
-        output, kept = run.stage(output_uri)
-    finally:
-        con.close()
+    if transform_warehouse.in_warehouse(inputs, output_uri):
+        if keep:
+            raise ValueError("keep_intermediate is not supported with warehouse staging tables")
+        in_wh = transform_warehouse.WarehouseRun(
+            inputs, output_uri, write_sql=write_sql, dialect=dialect, log=log or (lambda _line: None)
+        )
+        try:
+            for transformation in transformations:
+                in_wh.step(transformation)
+            output, details = in_wh.stage(), in_wh.details
+            kept: dict[str, DatasetRef] = {}
+        finally:
+            in_wh.close()
+    else:
+        if dialect != "duckdb":
+            transformations = [_to_duckdb(t, dialect) for t in transformations]
+        writable = [_local_folder(uri) for uri in [output_uri, *keep.values()]]
+        con = isolated_connection(inputs, writable=[folder for folder in writable if folder])
+        try:
+            run = _Run(con, list(inputs), write_sql, keep, log or (lambda _line: None))
+            for transformation in transformations:
+                run.step(transformation)
+            output, kept = run.stage(output_uri)
+            details = run.details
+        finally:
+            con.close()
     rows_before = sum(ref.row_count for ref in inputs.values())
     metrics = {
         "transformations_applied": [t.name for t in transformations],
         "rows_before": rows_before,
         "rows_after": output.row_count,
         "rows_filtered": max(0, rows_before - output.row_count),
-        "transformation_details": run.details,
+        "transformation_details": details,
         "output_location": output_uri,
     }
     return StageResult(
@@ -136,6 +160,21 @@ def run_transformations(
         duration_s=round(time.monotonic() - clock, 3),
         started_at=started,
     )
+
+
+def _to_duckdb(transformation: Transformation, dialect: str) -> Transformation:
+    """A SQL step written in another dialect, transpiled to DuckDB's with sqlglot (the gate then checks it)."""
+    if transformation.type != "sql" or not transformation.sql:
+        return transformation
+    import sqlglot
+
+    try:
+        sql = sqlglot.transpile(transformation.sql, read=dialect, write="duckdb")
+    except (sqlglot.errors.ParseError, ValueError) as err:
+        raise TransformError(transformation.name, f"the SQL does not parse as {dialect}: {err}") from err
+    if len(sql) != 1:
+        raise TransformError(transformation.name, f"the SQL must be a single SELECT query, found {len(sql)} statements")
+    return transformation.model_copy(update={"sql": sql[0]})
 
 
 def _check_arguments(

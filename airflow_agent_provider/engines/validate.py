@@ -90,16 +90,12 @@ def validate_dataset(
     """
     started, started_at = time.monotonic(), datetime.now(timezone.utc)
     schema = _check_arguments(ref, expected_schema, quality_rules, fail_on_null_rate_exceeds, sample_size)
-    readable = _readable_others(dataset, others, quality_rules)
-    con = shared_cursor()  # a cursor of its own (its temp view ``data``); a new DuckDB costs 15-50 ms
+    readable = _readable_others(dataset, ref.uri, others, quality_rules)
+    con, types, stats = _open(ref.uri)
     try:
-        files = part_files(ref.uri)
-        con.execute(f"CREATE TEMP VIEW data AS SELECT * FROM read_parquet({file_list(files)}, union_by_name = true)")
-        types = columns_of(con, "data")
         plan = Scan(
-            con, dataset, types, sample_size, utc(reference_time), stats=footer_stats(con, files, types),
-            others=_other_views(con, readable),
-        )  # fmt: skip
+            con, dataset, types, sample_size, utc(reference_time), stats=stats, others=_other_views(con, readable)
+        )
         checks = [plan_rule(plan, rule, f"r{i}") for i, rule in enumerate(quality_rules)]
         scan, values = measure(plan, checks)
         null_rates = _null_rates(scan.row_count, scan.non_null)
@@ -132,9 +128,22 @@ def referenced_datasets(validation: StageResult) -> dict[str, DatasetRef]:
 
 
 def _readable_others(
-    dataset: str, others: Mapping[str, DatasetRef] | None, rules: Sequence[QualityRule]
+    dataset: str, uri: str, others: Mapping[str, DatasetRef] | None, rules: Sequence[QualityRule]
 ) -> dict[str, DatasetRef]:
-    """The other datasets the rules may read: all of them when a rule reads other datasets, else none."""
+    """The other datasets the rules may read: all of them when a rule reads other datasets, else none.
+
+    A warehouse staging table's rules read no other dataset yet: ``in_dataset`` is refused there.
+    """
+    from airflow_agent_provider.engines.warehouse_staging import is_table_uri
+
+    if is_table_uri(uri):
+        for rule in rules:
+            if rule.rule == "in_dataset":
+                raise ValueError(
+                    f"rule {rule.label}: in_dataset does not run on a warehouse staging table yet; "
+                    "validate this dataset with Parquet staging (no staging_conn_id) to check it against another"
+                )
+        return {}
     others = {name: ref for name, ref in (others or {}).items() if name not in (dataset, "data")}
     for name, ref in others.items():
         if not isinstance(ref, DatasetRef):
@@ -157,6 +166,30 @@ def _other_views(con: Any, others: Mapping[str, DatasetRef]) -> dict[str, dict[s
         con.execute(f"CREATE TEMP VIEW {quote_ident(name)} AS SELECT * FROM {scan}")
         views[name] = columns_of(con, quote_ident(name))
     return views
+
+
+def _open(uri: str) -> tuple[Any, dict[str, str], dict[str, Any]]:
+    """A connection with the dataset as the view ``data``, its column types and what its footers prove.
+
+    A warehouse staging table (``postgres://...``) is read where it is, through a session that speaks
+    the DuckDB connection's API (``engines.warehouse_sql``): the same rules, one aggregate query.
+    """
+    from airflow_agent_provider.engines.warehouse_staging import is_table_uri
+
+    if is_table_uri(uri):
+        from airflow_agent_provider.engines.warehouse_sql import open_data_view
+
+        cursor, types = open_data_view(uri)
+        return cursor, types, {}
+    con = shared_cursor()  # a cursor of its own (its temp view ``data``); a new DuckDB costs 15-50 ms
+    try:
+        files = part_files(uri)
+        con.execute(f"CREATE TEMP VIEW data AS SELECT * FROM read_parquet({file_list(files)}, union_by_name = true)")
+        types = columns_of(con, "data")
+        return con, types, dict(footer_stats(con, files, types))
+    except BaseException:
+        con.close()
+        raise
 
 
 def _metrics(

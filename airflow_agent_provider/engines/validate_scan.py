@@ -123,6 +123,12 @@ def sandbox(
 
     The locked database is shared (a cursor's registered ``data`` is its own); a new one costs 15-50 ms.
     """
+    from airflow_agent_provider.engines.warehouse_staging import is_table_uri
+
+    if is_table_uri(uri):  # a warehouse staging table: a read-only, guarded session of the warehouse
+        from airflow_agent_provider.engines.warehouse_sql import open_data_view
+
+        return open_data_view(uri, sandboxed=True)[0]  # type: ignore[return-value]
     locked = _SANDBOX.cursor()
     for name, where in {"data": uri, **(others or {})}.items():
         schema = con.sql(f"SELECT * FROM {quote_ident(name)} LIMIT 0").to_arrow_table().schema

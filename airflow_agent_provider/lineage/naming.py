@@ -122,7 +122,18 @@ def staged_origin(uri: str, dag_id: str) -> DatasetOrigin:
     so each run's copy is one more version of the same dataset, not a new dataset per run.
 
     :param dag_id: the DAG of the run that staged it (its folder locates the run's folder after it).
+
+    A warehouse staging table ``postgres://<conn_id>/<schema>.aap_<run>_<task>_<dataset>`` is named
+    ``<schema>.aap_<task>_<dataset>`` in namespace ``postgres://<conn_id>`` (the run's hash left out).
     """
+    from airflow_agent_provider.engines import warehouse_staging
+
+    if warehouse_staging.is_table_uri(uri):
+        table = warehouse_staging.StagedTable.parse(uri)
+        name, prefix = table.table, warehouse_staging.TABLE_PREFIX
+        if name.startswith(prefix) and len(name) > len(prefix) + 11:
+            name = prefix + name[len(prefix) + 11 :]
+        return DatasetOrigin(namespace=f"{table.scheme}://{table.conn_id}", name=f"{table.schema}.{name}")
     segments = uri.rstrip("/").split("/")
     for run_at in (-3, -4):  # <run>/<task>/<dataset>, or <run>/<task>/map_<i>/<dataset>
         mapped = run_at == -4 and segments[-2].startswith("map_")

@@ -5,7 +5,8 @@ in the API server when a user marks a run successful, and in the process of ``da
 is the one place that sees every run end, with or without a report task, and it runs once per run
 rather than once per task. The run's folders are found from the datasets its tasks returned
 (every stage result names its datasets' URIs) and the configured staging root, so roots that a
-task overrode are cleaned as well.
+task overrode are cleaned as well. Warehouse-native staging tables (``postgres://...`` URIs) are
+dropped likewise: every table of the run in each schema its datasets were staged in.
 
 In the scheduler the listener runs inside the scheduling loop's transaction, which must not be
 committed (Airflow guards it: "UNEXPECTED COMMIT - THIS WILL BREAK HA LOCKS!") and must not wait
@@ -75,10 +76,12 @@ def remove_folders(folders: Sequence[str], run_id: str) -> None:
     An object-store folder is opened through its Airflow connection, as the operators open it: in
     the scheduler or the API server no task of the run has opened it in this process.
     """
+    from airflow_agent_provider.engines import warehouse_staging
     from airflow_agent_provider.engines.staging import area, retention
-    from airflow_agent_provider.operators import _staging
+    from airflow_agent_provider.operators import _common, _staging
 
     area.set_opener(_staging.opener)
+    warehouse_staging.set_connector(_common.sql_engine)  # warehouse staging tables: dropped through their connection
 
     for folder in folders:
         try:

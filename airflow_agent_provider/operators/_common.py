@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_agent_provider import settings
 from airflow_agent_provider.contracts import DatasetRef, StageResult
-from airflow_agent_provider.engines import staging
+from airflow_agent_provider.engines import staging, warehouse_staging
 from airflow_agent_provider.engines.staging import area as staging_area
 from airflow_agent_provider.operators import _staging
 
@@ -20,10 +20,13 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from airflow_agent_provider.engines.quarantine_table import QuarantineRun
+    from airflow_agent_provider.engines.warehouse_staging import WarehouseStaging
 
 # Remote dataset URIs under no opened root (an upstream task's, read on another worker) are opened
 # through their Airflow connection.
 staging_area.set_opener(_staging.opener)
+# Warehouse staging tables (postgres://<conn_id>/<schema>.<table>) reach their warehouse through the connection.
+warehouse_staging.set_connector(lambda conn_id: sql_engine(conn_id))  # noqa: PLW0108  (defined below)
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,28 @@ class RunScope:
         """``dataset -> URI`` under ``root``; the root is opened now, so a bad one fails before any work."""
         _staging.ensure_open(root or settings.staging_root())
         return lambda dataset: self.dataset_uri(root, dataset)
+
+
+def warehouse_staging_for(scope: RunScope, conn_id: str | None, schema: str | None) -> WarehouseStaging | None:
+    """Warehouse-native staging of ``scope``'s datasets in ``conn_id`` (None: staged as Parquet)."""
+    if not conn_id:
+        return None
+    index = scope.map_index if scope.map_index >= 0 else None
+    return warehouse_staging.WarehouseStaging(
+        conn_id, schema or warehouse_staging.DEFAULT_SCHEMA, scope.dag_id, scope.run_id, scope.task_id, index
+    )
+
+
+def output_uri(scope: RunScope, root: str | None, inputs: Mapping[str, DatasetRef], dataset: str) -> str:
+    """Where a stage stages ``dataset``: next to its inputs when they are warehouse staging tables (same
+    connection and schema), else under the staging root."""
+    for ref in inputs.values():
+        if warehouse_staging.is_table_uri(ref.uri):
+            table = warehouse_staging.StagedTable.parse(ref.uri)
+            found = warehouse_staging_for(scope, table.conn_id, table.schema)
+            assert found is not None  # a parsed table URI names its connection
+            return found.uri(dataset)
+    return scope.dataset_uri(root, dataset)
 
 
 def run_scope(context: Mapping[str, Any]) -> RunScope:

@@ -49,9 +49,13 @@ class ExtractOperator(StageOperator):
         expected_row_count_min: int = 1,
         max_workers: int = 4,
         staging_root: str | None = None,
+        staging_conn_id: str | None = None,
+        staging_schema: str = "agent_staging",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.staging_conn_id = staging_conn_id
+        self.staging_schema = staging_schema
         self.sources = sources
         self.expected_row_count_min = expected_row_count_min
         self.max_workers = max_workers
@@ -67,9 +71,11 @@ class ExtractOperator(StageOperator):
         scope, started = _common.run_scope(context), datetime.now(timezone.utc)
         engines = _Engines()
         with stage_errors(self.task_id), engines:
+            warehouse = _common.warehouse_staging_for(scope, self.staging_conn_id, self.staging_schema)
             result = extract_sources(
                 parse_sources(self.sources),
-                dataset_uri=scope.uri_factory(self.staging_root),
+                warehouse=warehouse,
+                dataset_uri=scope.uri_factory(self.staging_root) if warehouse is None else warehouse.uri,
                 sql_engine=engines,
                 http_endpoint=http_endpoint,
                 expected_row_count_min=self.expected_row_count_min,

@@ -28,7 +28,9 @@ class LoadOperator(StageOperator):
     values in updated rows; new rows get NULL). ``schema_match`` checks only the columns written.
 
     :param upstream: the upstream stage result(s), e.g. ``transform.output``. Templated.
-    :param conn_id: the warehouse connection (any SQLAlchemy-capable hook: sqlite, postgres, ...). Templated.
+    :param conn_id: the warehouse connection (any SQLAlchemy-capable hook: sqlite, postgres, ...). With
+        warehouse-native staging (``ExtractOperator(staging_conn_id=...)``) it must reach the staging
+        tables' database: the rows then move inside it (``INSERT ... SELECT``). Templated.
     :param target_table: the table to write, ``table`` or ``schema.table``; created when missing. Templated.
     :param dataset: the dataset to load; may be omitted when the upstream holds only one. Templated.
     :param load_strategy: ``insert`` (append), ``upsert`` (update or insert by ``upsert_key``) or

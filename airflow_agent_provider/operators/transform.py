@@ -30,13 +30,18 @@ class TransformOperator(ClaudeStageOperator):
     :param output_dataset: the name of the staged result. Templated.
     :param staging_root: where staged data goes (default as for ``ExtractOperator``). Templated.
     :param plans_folder: where SQL written from a description is cached. Templated.
+    :param dialect: the SQL dialect the ``sql`` steps are written in, by sqlglot's name (default
+        ``duckdb``). Steps in another dialect are transpiled with sqlglot; in warehouse-native staging
+        (inputs staged by an ``ExtractOperator`` with ``staging_conn_id``) the steps run inside the
+        warehouse, so ``dialect="postgres"`` lets a step use PostgreSQL's own SQL. Either way every step
+        passes the same SQL gate. Templated.
 
     SQL is written from a description with the Claude settings of ``ClaudeStageOperator`` (``model``,
     ``claude_conn_id``, ``timeout_s``, ``max_cost_usd``, ``max_model_calls``).
     """
 
     template_fields: Sequence[str] = (
-        "upstream", "transformations", "output_dataset", "staging_root", "plans_folder",
+        "upstream", "transformations", "output_dataset", "staging_root", "plans_folder", "dialect",
         *ClaudeStageOperator.claude_template_fields,
     )  # fmt: skip
     template_fields_renderers: ClassVar[dict[str, str]] = {"transformations": "json"}
@@ -51,9 +56,11 @@ class TransformOperator(ClaudeStageOperator):
         output_dataset: str,
         staging_root: str | None = None,
         plans_folder: str | None = None,
+        dialect: str = "duckdb",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.dialect = dialect
         self.upstream = upstream
         self.transformations = transformations
         self.output_dataset = output_dataset
@@ -76,8 +83,9 @@ class TransformOperator(ClaudeStageOperator):
                 inputs,
                 steps,
                 output_dataset=self.output_dataset,
-                output_uri=scope.dataset_uri(self.staging_root, self.output_dataset),
+                output_uri=_common.output_uri(scope, self.staging_root, inputs, self.output_dataset),
                 write_sql=writer,
+                dialect=self.dialect,
                 log=_common.progress_logger(self.log, self.task_id),
             )
         result.task_id = self.task_id

@@ -19,7 +19,8 @@ class ValidateOperator(ClaudeStageOperator):
     Returns the ``validate`` stage result: status ``pass`` or ``fail``, the ``issues`` found (type,
     column, expected, found, affected rows, a bounded sample), and metrics (row count, null rates,
     ``schema_match``). The dataset reference is passed on unchanged, so a branch or a transform can
-    use this task's output as its upstream.
+    use this task's output as its upstream. A dataset staged as a warehouse table
+    (``ExtractOperator(staging_conn_id=...)``) is checked inside the warehouse, by the same rules.
 
     :param upstream: the upstream stage result(s), e.g. ``extract.output``. Templated.
     :param dataset: the dataset to check; may be omitted when the upstream holds only one. Templated.

@@ -79,7 +79,14 @@ def part_files(uri: str) -> list[str]:
     uri = uri.rstrip("/")
     if not is_local(uri):
         from airflow_agent_provider.engines.staging import area as staging_area
+        from airflow_agent_provider.engines.warehouse_staging import is_table_uri
 
+        if is_table_uri(uri):
+            raise StagingError(
+                f"{uri} is a warehouse staging table (ExtractOperator staging_conn_id): this stage reads staged "
+                "Parquet only; in warehouse-native mode validate, transform and load run in the warehouse, while "
+                "quarantine, schema remediation and Python transformations do not yet"
+            )
         area = staging_area.area_for(uri)
         return [area.duckdb_path(name) for name in remote_part_paths(uri)]
     folder = Path(local_path(uri))

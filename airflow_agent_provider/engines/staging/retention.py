@@ -38,15 +38,26 @@ def run_folders(dag_id: str, run_id: str, *, roots: Iterable[str] = (), uris: It
     """The run's folders under ``roots`` and under whatever roots its datasets' ``uris`` were staged to."""
     marker = f"/{safe_segment(dag_id)}/{safe_segment(run_id)}/"
     found = {run_folder(root, dag_id, run_id) for root in roots}
+    uris = list(uris)
     for uri in uris:
         at = uri.rfind(marker)
         if at >= 0:
             found.add(uri[: at + len(marker) - 1])
+    from airflow_agent_provider.engines import warehouse_staging  # warehouse-native staging: the run's tables
+
+    found.update(warehouse_staging.run_table_patterns(dag_id, run_id, uris))
     return sorted(found)
 
 
 def remove(folder: str) -> bool:
-    """Remove a staged folder and everything in it; whether anything was there."""
+    """Remove a staged folder and everything in it; whether anything was there.
+
+    A warehouse pattern (``postgres://<conn_id>/<schema>.aap_<run>_*``) drops the run's staging tables.
+    """
+    from airflow_agent_provider.engines import warehouse_staging
+
+    if warehouse_staging.is_table_uri(folder):
+        return bool(warehouse_staging.drop_tables_matching(folder))
     if not staging_area.is_remote(folder):
         path = local_path(folder)
         existed = os.path.isdir(path)

@@ -1,0 +1,272 @@
+"""DuckDB-dialect SQL run in the warehouse: the transpiler, and a cursor the DuckDB-path engines can use.
+
+The stages build their SQL in DuckDB's dialect with ``$name`` parameters. In warehouse mode the
+same text goes through :func:`to_warehouse`: parameters become literals in the syntax tree (values
+never become SQL text by string formatting), the few DuckDB functions sqlglot does not carry over
+are rewritten (``regexp_full_match``, ``isnan``, ``GROUP BY ALL``, subqueries without an alias),
+and sqlglot writes the warehouse's dialect. :class:`WarehouseCursor` exposes the small part of a
+DuckDB connection the validation uses (``execute(...).fetchall()``, ``extract_statements``), so the
+rule checks are one implementation for both stagings; a warehouse error is raised as
+:class:`WarehouseSqlError`, a ``duckdb.Error``, so those checks report it exactly as DuckDB's.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from airflow_agent_provider.exceptions import UnsafeSQL
+
+if TYPE_CHECKING:
+    import sqlalchemy
+    from sqlglot import exp
+
+# Functions a warehouse predicate or transformation may not call: they read files, settings or
+# other databases, or change the session (PostgreSQL's names; the DuckDB gate covers DuckDB's).
+_FORBIDDEN_PREFIXES = (
+    "pg_",
+    "lo_",
+    "dblink",
+    "set_config",
+    "current_setting",
+    "query_to_xml",
+    "txid_",
+    "binary_upgrade",
+)
+
+
+@functools.cache
+def _error_class() -> type[Exception]:
+    import duckdb
+
+    doc = "The warehouse refused a statement (a ``duckdb.Error``, so the DuckDB-path handlers apply)."
+    return type("WarehouseSqlError", (duckdb.Error,), {"__doc__": doc, "__module__": __name__})
+
+
+def WarehouseSqlError(message: str) -> Exception:
+    """The error a refused warehouse statement raises: a ``duckdb.Error`` (DuckDB is imported only when needed)."""
+    return _error_class()(message)
+
+
+def to_warehouse(
+    sql: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    dialect: str = "postgres",
+    read: str = "duckdb",
+    tables: Mapping[str, tuple[str, str]] | None = None,
+) -> str:
+    """``sql`` (in ``read``'s dialect, ``$name`` parameters bound from ``params``) written in ``dialect``.
+
+    :param tables: name (lower case) -> (schema, table): unqualified references to these names (not
+        the query's own CTEs) read that table, under their old name as alias; any other table is refused.
+    """
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        trees = sqlglot.parse(sql, read=read)
+    except sqlglot.errors.ParseError as err:
+        raise UnsafeSQL(f"the SQL does not parse as {read}: {str(err).splitlines()[0]}") from err
+    if len(trees) != 1 or trees[0] is None:
+        raise UnsafeSQL(f"expected exactly one statement, found {len(trees)}")
+    bound = trees[0].transform(lambda node: _bind(node, params or {}))  # values first: rewrites see literals
+    tree: Any = bound.transform(_rewrite)
+    for select in tree.find_all(exp.Select):
+        _expand_group_by_all(select)
+    if tables is not None:
+        _qualify(tree, tables)
+    return tree.sql(dialect=dialect)
+
+
+def _qualify(tree: Any, tables: Mapping[str, tuple[str, str]]) -> None:
+    """Point the query's table names at the staging tables; refuse a table that is none of them."""
+    from sqlglot import exp
+
+    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+    for table in list(tree.find_all(exp.Table)):
+        name = table.name.lower()
+        if not table.db and name in ctes:
+            continue
+        if table.db or table.catalog or name not in tables:
+            raise UnsafeSQL(
+                f"table {table.sql()!r} is not allowed: it is not one of the staged tables or earlier steps"
+            )
+        schema, real = tables[name]
+        alias = table.alias or table.name
+        table.set("this", exp.to_identifier(real, quoted=True))
+        table.set("db", exp.to_identifier(schema, quoted=True))
+        table.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
+
+
+def forbidden_functions(sql: str, *, read: str = "duckdb") -> list[str]:
+    """Functions in ``sql`` the warehouse must not run (files, settings, other databases)."""
+    import sqlglot
+    from sqlglot import exp
+
+    names = set()
+    for tree in sqlglot.parse(sql, read=read):
+        if tree is None:
+            continue
+        for func in tree.find_all(exp.Func):
+            name = (func.name if isinstance(func, exp.Anonymous) else func.sql_name()).lower()
+            if name.startswith(_FORBIDDEN_PREFIXES):
+                names.add(name)
+    return sorted(names)
+
+
+def _bind(node: exp.Expression, params: Mapping[str, Any]) -> Any:
+    from sqlglot import exp
+
+    if isinstance(node, exp.Placeholder) and node.name in params:
+        return _literal(params[node.name])
+    return node
+
+
+def _rewrite(node: exp.Expression) -> Any:
+    from sqlglot import exp
+
+    if isinstance(node, exp.RegexpFullMatch):  # whole-string match: anchor the pattern
+        pattern = node.expression
+        anchored = (
+            exp.Literal.string(f"^(?:{pattern.this})$")
+            if isinstance(pattern, exp.Literal)
+            else exp.DPipe(
+                this=exp.DPipe(this=exp.Literal.string("^(?:"), expression=pattern), expression=exp.Literal.string(")$")
+            )
+        )
+        return exp.RegexpLike(this=node.this, expression=anchored)
+    if isinstance(node, exp.Round) and node.args.get("decimals") is not None and not node.meta.get("aap"):
+        # PostgreSQL rounds to decimals only as numeric; DuckDB's round of a double is a double
+        rounded = exp.Round(this=exp.cast(node.this, "DECIMAL"), decimals=node.args["decimals"])
+        rounded.meta["aap"] = True
+        return exp.cast(rounded, "DOUBLE")
+    if isinstance(node, exp.IsNan):
+        return exp.paren(exp.EQ(this=node.this, expression=exp.cast(exp.Literal.string("NaN"), "DOUBLE")))
+    if isinstance(node, exp.Subquery) and not node.alias and isinstance(node.parent, exp.From | exp.Join):
+        return exp.alias_(node, f"aap_sub_{abs(hash(node.sql())) % 10**8}", table=True)
+    return node
+
+
+def _literal(value: Any) -> Any:
+    """A bound value as a typed literal (dates and times cast, so comparisons keep their type)."""
+    from datetime import date, datetime
+
+    from sqlglot import exp
+
+    if isinstance(value, datetime):
+        kind = "TIMESTAMPTZ" if value.tzinfo is not None else "TIMESTAMP"
+        return exp.cast(exp.Literal.string(value.isoformat(sep=" ")), kind)
+    if isinstance(value, date):
+        return exp.cast(exp.Literal.string(value.isoformat()), "DATE")
+    return exp.convert(value)
+
+
+def _expand_group_by_all(select: exp.Select) -> None:
+    """``ORDER BY ALL`` -> every select position; ``GROUP BY ALL`` -> the positions that aggregate nothing."""
+    from sqlglot import exp
+
+    order: Any = select.args.get("order")
+    ordered = order.expressions if order is not None else []
+    if len(ordered) == 1 and isinstance(ordered[0].this, exp.Var) and ordered[0].this.name.upper() == "ALL":
+        template = ordered[0]
+        by_all = [template.copy() for _ in select.expressions]
+        for i, item in enumerate(by_all):
+            item.set("this", exp.Literal.number(i + 1))
+        order.set("expressions", by_all)
+    group = select.args.get("group")
+    if group is None or not group.args.get("all"):
+        return
+    positions = [
+        exp.Literal.number(i + 1)
+        for i, item in enumerate(select.expressions)
+        if not item.find(exp.AggFunc) and not isinstance(item.unalias(), exp.Literal)
+    ]
+    select.set("group", exp.Group(expressions=positions) if positions else None)
+
+
+class WarehouseCursor:
+    """A warehouse session speaking the part of DuckDB's connection API the validation uses.
+
+    One autocommit connection (a temporary view lives as long as it); ``read_only`` makes every
+    later transaction read-only (custom predicates run there, as in DuckDB's locked sandbox).
+    """
+
+    def __init__(self, engine: sqlalchemy.engine.Engine, *, dialect: str = "postgres", guarded: bool = False) -> None:
+        self.dialect = dialect
+        self.guarded = guarded  # refuse statements that call functions reading files, settings or other databases
+        self._conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        raw: Any = self._conn.connection.dbapi_connection
+        self._raw = raw
+        self._cursor: Any = self._raw.cursor()
+        self._rows: list[tuple[Any, ...]] = []
+
+    def native(self, sql: str) -> WarehouseCursor:
+        """Run SQL already in the warehouse's dialect."""
+        try:
+            self._cursor.execute(sql)
+        except Exception as err:
+            raise WarehouseSqlError(_first_line(err)) from err
+        self._rows = [tuple(r) for r in self._cursor.fetchall()] if self._cursor.description else []
+        return self
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> WarehouseCursor:
+        """Run DuckDB-dialect SQL with ``$name`` parameters, transpiled for the warehouse."""
+        try:
+            if self.guarded and (refused := forbidden_functions(sql)):
+                raise UnsafeSQL(f"function {refused[0]}() is not allowed in the warehouse")
+            native = to_warehouse(sql, params, dialect=self.dialect)
+        except UnsafeSQL as err:
+            raise WarehouseSqlError(str(err)) from err
+        return self.native(native)
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return self._rows
+
+    def extract_statements(self, sql: str) -> list[Any]:
+        import sqlglot
+
+        try:
+            return [t for t in sqlglot.parse(sql, read="duckdb") if t is not None]
+        except sqlglot.errors.ParseError as err:
+            raise WarehouseSqlError(str(err).splitlines()[0]) from err
+
+    def read_only(self) -> WarehouseCursor:
+        self.native("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        return self
+
+    def close(self) -> None:
+        try:
+            self._cursor.close()
+        finally:
+            self._conn.close()
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(getattr(err, "orig", None) or err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def open_data_view(uri: str, *, sandboxed: bool = False) -> tuple[WarehouseCursor, dict[str, str]]:
+    """A warehouse session with the staging table of ``uri`` as the temporary view ``data``, and its
+    columns (name -> DuckDB type name), as the validation sees a staged dataset.
+
+    ``sandboxed``: the session is read-only and refuses functions that read files, settings or other
+    databases (where custom predicates run, as DuckDB's locked sandbox on the Parquet path).
+    """
+    from airflow_agent_provider.engines import warehouse_staging as ws
+
+    table = ws.StagedTable.parse(uri)
+    cursor = WarehouseCursor(ws.engine_for(table.conn_id), dialect=table.dialect)
+    try:
+        cursor.native(f"CREATE TEMP VIEW data AS SELECT * FROM {table.sql}")
+        types = ws.table_columns(cursor._conn, table)
+        if not types:
+            raise ws.WarehouseStagingError(f"staging table {uri} does not exist")
+        if sandboxed:
+            cursor.read_only().guarded = True
+    except BaseException:
+        cursor.close()
+        raise
+    return cursor, types

@@ -1,0 +1,102 @@
+"""The same DAG in both stagings, in-process (``dag.test()``) on the real PostgreSQL.
+
+Warehouse-native mode gives the warehouse state the Parquet mode gives, a rerun of the date changes
+nothing, the SQL source's rows never pass through the worker (no reader or load batch ever sees
+them), and the run's staging tables are dropped once it succeeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from airflow_agent_provider.engines import extract as extract_engine
+from airflow_agent_provider.engines import warehouse_staging as ws
+from airflow_agent_provider.engines.load_plan import Staged
+from tests.process._procs import wait_until
+from tests.support.dags import run_dag, task_states, xcom
+
+pytestmark = [pytest.mark.airflow, pytest.mark.usefixtures("airflow_db")]
+
+DAY = "2026-11-10"
+ORDERS = """
+CREATE TABLE orders (order_id bigint PRIMARY KEY, customer_id bigint, amount double precision, day date);
+INSERT INTO orders VALUES (1, 1, 10.0, '2026-11-10'), (2, 2, 20.5, '2026-11-10'), (3, 1, 4.5, '2026-11-10'),
+  (4, 3, 7.0, '2026-11-10'), (5, 2, 99.0, '2026-11-09'), (6, 3, 1.25, '2026-11-10');
+"""
+
+
+@pytest.fixture
+def pipeline(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[sa.Engine]:
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(ORDERS)
+    regions = tmp_path / "regions.csv"
+    regions.write_text("customer_id,region\n1,north\n2,south\n3,north\n")
+    url = sa.engine.make_url(pg_url)
+    monkeypatch.setenv("AIRFLOW_CONN_WH_PG", f"postgresql://postgres@{url.host}:{url.port}/{url.database}")
+    monkeypatch.setenv("AIRFLOW_VAR_WH_REGIONS_CSV", str(regions))
+    try:
+        yield engine
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP SCHEMA IF EXISTS agent_staging CASCADE")
+        engine.dispose()
+
+
+def table(engine: sa.Engine, name: str) -> list[tuple[Any, ...]]:
+    with engine.connect() as conn:
+        return [
+            tuple(r)
+            for r in conn.exec_driver_sql(f"SELECT region, day::text, orders, revenue FROM {name} ORDER BY 1, 2")
+        ]
+
+
+def staging_tables(engine: sa.Engine) -> list[str]:
+    with engine.connect() as conn:
+        return [
+            r[0] for r in conn.exec_driver_sql("SELECT tablename FROM pg_tables WHERE schemaname = 'agent_staging'")
+        ]
+
+
+def test_warehouse_mode_matches_parquet_mode_without_rows_in_the_worker(
+    pipeline: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parquet = run_dag("wh_pipeline_parquet", DAY)
+    assert set(task_states(parquet).values()) == {"success"}, task_states(parquet)
+    expected = table(pipeline, "region_revenue_parquet")
+    assert expected == [("north", "2026-11-10", 4, 22.75), ("south", "2026-11-10", 1, 20.5)]
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("warehouse rows were read into the worker")
+
+    parquet_batches = Staged.batches
+
+    def batches(self: Staged, *args: Any, **kwargs: Any) -> Any:
+        if self.in_warehouse:
+            refuse()
+        return parquet_batches(self, *args, **kwargs)  # the file source's rows, copied in
+
+    monkeypatch.setattr(extract_engine, "extract_sql", refuse)  # the SQL source's reader
+    monkeypatch.setattr(Staged, "batches", batches)  # the load's reader of staged rows
+    for _ in range(2):  # a rerun of the date gives the same warehouse state
+        run = run_dag("wh_pipeline_warehouse", DAY)
+        assert set(task_states(run).values()) == {"success"}, task_states(run)
+        assert table(pipeline, "region_revenue_warehouse") == expected
+
+    extract = xcom(run, "extract")
+    uris = {name: ref["uri"] for name, ref in extract["datasets"].items()}
+    prefix = f"postgres://wh_pg/agent_staging.{ws.run_prefix('wh_pipeline_warehouse', run.run_id)}"
+    assert all(uri.startswith(prefix) for uri in uris.values()), uris
+    assert xcom(run, "transform")["datasets"]["region_revenue"]["uri"].startswith(prefix)
+    assert xcom(run, "validate")["status"] == "pass"
+    load = xcom(run, "load")["metrics"]
+    assert load["load_validation"] == {"row_count_match": True, "schema_match": True, "no_duplicates": True}
+    assert "region_revenue_warehouse__snap" in load["snapshot_created"]  # the rerun snapshotted the table
+
+    # the run succeeded: retention drops its staging tables (in the background)
+    wait_until(lambda: not staging_tables(pipeline), 30, "the run's staging tables to be dropped")
