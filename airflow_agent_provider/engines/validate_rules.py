@@ -397,6 +397,8 @@ def _predicate_columns(scan: Scan, rule: QualityRule) -> list[str]:
 
 def _sql(scan: Scan, rule: QualityRule) -> Check:
     """A custom predicate, counted alone in the sandbox (its text is the author's, so it shares no query)."""
+    import duckdb
+
     from airflow_agent_provider.engines.sqlgate import check_sql
     from airflow_agent_provider.exceptions import UnsafeSQL
 
@@ -406,7 +408,9 @@ def _sql(scan: Scan, rule: QualityRule) -> Check:
         cause = "the predicate must be one boolean SQL expression, not statements"
         return _fixed(rule, lambda scan: rule_error(scan, rule, cause))
     try:
-        check_sql(f"SELECT {aggregate} FROM data", ["data", *scan.others], scan.con)
+        # the gate reads DuckDB's parse tree: on a warehouse cursor (DuckDB-dialect SQL) it parses on its own
+        gate_con = scan.con if isinstance(scan.con, duckdb.DuckDBPyConnection) else None
+        check_sql(f"SELECT {aggregate} FROM data", ["data", *scan.others], gate_con)
     except UnsafeSQL as refused:
         cause = f"the predicate is refused: {refused}"
         return _fixed(rule, lambda scan: rule_error(scan, rule, cause))
