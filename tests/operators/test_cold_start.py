@@ -99,3 +99,33 @@ class TestColdStart:
         assert postgres["pandas"] is False, f"a stage imported pandas:\n{postgres['first_import']}"
         if sqlite["pandas"]:  # known: see the docstring (the SQLite load's engine is not this test's to change)
             assert "adbc_driver_manager/dbapi.py" in sqlite["first_import"], sqlite["first_import"]
+
+    def test_empty_results_stage_without_pandas(self, tmp_path: Path) -> None:
+        """An empty query result, a CSV with only its header and a transform query with no rows stage their
+        columns without pandas (``Schema.empty_table()`` and ``pyarrow.array([])`` would import it)."""
+        script = f"""
+import json, sqlite3, sys
+import sqlalchemy
+from airflow_agent_provider.contracts import parse_sources
+from airflow_agent_provider.engines.extract import extract_sources
+from airflow_agent_provider.engines.staging import shared_cursor, write_query
+
+root = {str(tmp_path)!r}
+with sqlite3.connect(root + "/db.sqlite") as con:
+    con.execute("CREATE TABLE t (id INTEGER, at TEXT)")
+open(root + "/header.csv", "w").write("id,at\\n")
+engine = sqlalchemy.create_engine("sqlite:///" + root + "/db.sqlite")
+sources = parse_sources([{{"name": "rows", "type": "sql", "conn_id": "c", "query": "SELECT * FROM t"}},
+                         {{"name": "header", "type": "file", "path": root + "/header.csv"}}])
+result = extract_sources(sources, dataset_uri=lambda n: root + "/staged/" + n, sql_engine=lambda _c: engine,
+                         expected_row_count_min=0)
+query = write_query(shared_cursor(), "SELECT 1::BIGINT AS n, now() AS at WHERE false", root + "/staged/query")
+counts = [result.datasets["rows"].row_count, result.datasets["header"].row_count, query.row_count]
+print(json.dumps({{"counts": counts, "columns": query.columns, "pandas": "pandas" in sys.modules}}))
+"""
+        command = [sys.executable, "-c", script]
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+        probe = json.loads(done.stdout.strip().splitlines()[-1])
+        assert probe["counts"] == [0, 0, 0] and probe["columns"] == {"n": "integer", "at": "timestamp"}
+        assert probe["pandas"] is False

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_agent_provider.contracts import SqlSource
 from airflow_agent_provider.engines.sources import Sink, first_line, rechunk
 from airflow_agent_provider.engines.sources.values import column_array, empty_text_table, text_array
+from airflow_agent_provider.engines.staging.writer import empty_table
 from airflow_agent_provider.exceptions import SourceError
 from airflow_agent_provider.redaction import redact
 
@@ -294,7 +295,7 @@ def _parse_copy(stream: Any, schema: pa.Schema, sink: Sink) -> None:
         reader = pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
     except pa.ArrowInvalid as err:
         if "Empty CSV file" in str(err):
-            sink.write(schema.empty_table())
+            sink.write(empty_table(schema))
             return
         raise _Unparseable(str(err)) from err
     try:

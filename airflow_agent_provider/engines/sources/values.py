@@ -22,6 +22,8 @@ import operator
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from airflow_agent_provider.engines.staging.writer import empty_table
+
 if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
@@ -59,7 +61,7 @@ def empty_text_table(names: list[str]) -> pa.Table:
     """A table with no rows whose columns are all text."""
     import pyarrow as pa
 
-    return pa.Table.from_arrays([pa.nulls(0, pa.string()) for _ in names], names=names)
+    return empty_table(pa.schema([(name, pa.string()) for name in names]))
 
 
 def _text(value: Any) -> str:
