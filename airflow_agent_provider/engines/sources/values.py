@@ -39,16 +39,17 @@ def column_array(values: list[Any]) -> pa.Array | None:
     import pyarrow as pa
 
     kinds = set(map(type, values))
+    nulls = _NONE in kinds
     kinds.discard(_NONE)
     if not kinds:
         return pa.nulls(len(values))
     if len(kinds) == 1:
         build = _BUILDERS.get(next(iter(kinds)))
-        return build(values) if build is not None else None
+        return build(values, nulls) if build is not None else None
     if kinds <= {int, float}:
-        return _numbers(values, "float64")
+        return _numbers(values, nulls, "float64")
     if kinds <= set(_BINARY):
-        return _binary(values)
+        return _binary(values, nulls)
     return None
 
 
@@ -72,43 +73,42 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _validity(values: list[Any]) -> tuple[np.ndarray, pa.Buffer | None, int]:
-    """The non-null mask, its Arrow validity bitmap (None without nulls) and the null count."""
+def _validity(values: list[Any], nulls: bool = True) -> tuple[np.ndarray | None, pa.Buffer | None, int]:
+    """The non-null mask, its Arrow validity bitmap and the null count (None, None, 0 when ``nulls`` is False)."""
     import numpy as np
     import pyarrow as pa
 
+    if not nulls:
+        return None, None, 0
     present = np.fromiter(map(operator.is_not, values, itertools.repeat(None)), dtype=np.bool_, count=len(values))
-    nulls = len(values) - int(np.count_nonzero(present))
-    bitmap = pa.py_buffer(np.packbits(present, bitorder="little")) if nulls else None
-    return present, bitmap, nulls
+    count = len(values) - int(np.count_nonzero(present))
+    bitmap = pa.py_buffer(np.packbits(present, bitorder="little")) if count else None
+    return present, bitmap, count
 
 
-def _booleans(values: list[Any]) -> pa.Array:
+def _booleans(values: list[Any], nulls: bool) -> pa.Array:
     import numpy as np
     import pyarrow as pa
 
-    _, bitmap, nulls = _validity(values)
+    _, bitmap, count = _validity(values, nulls)
     bits = np.fromiter((v is True for v in values), dtype=np.bool_, count=len(values))
     data = pa.py_buffer(np.packbits(bits, bitorder="little"))
-    return pa.Array.from_buffers(pa.bool_(), len(values), [bitmap, data], null_count=nulls)
+    return pa.Array.from_buffers(pa.bool_(), len(values), [bitmap, data], null_count=count)
 
 
-def _numbers(values: list[Any], dtype: str) -> pa.Array | None:
+def _numbers(values: list[Any], nulls: bool, dtype: str) -> pa.Array | None:
     """int64 or float64 from Python ints and floats; None when an integer does not fit 64 bits."""
     import numpy as np
     import pyarrow as pa
 
-    present, bitmap, nulls = _validity(values)
-    objects = np.empty(len(values), dtype=object)
-    objects[:] = values
-    if nulls:
-        objects[~present] = 0
+    present, bitmap, count = _validity(values, nulls)
     try:
-        data = objects.astype(dtype)
+        filled = values if present is None else (0 if v is None else v for v in values)
+        data = np.fromiter(filled, dtype=dtype, count=len(values))
     except OverflowError:
         return None
     arrow_type = pa.int64() if dtype == "int64" else pa.float64()
-    return pa.Array.from_buffers(arrow_type, len(values), [bitmap, pa.py_buffer(data)], null_count=nulls)
+    return pa.Array.from_buffers(arrow_type, len(values), [bitmap, pa.py_buffer(data)], null_count=count)
 
 
 def _binary_like(encoded: list[bytes | None], *, text: bool) -> pa.Array:
@@ -147,7 +147,7 @@ def _micros(value: dt.datetime) -> int:
     return ((days * 24 + value.hour) * 60 + value.minute) * 60_000_000 + value.second * 1_000_000 + value.microsecond
 
 
-def _timestamps(values: list[Any]) -> pa.Array | None:
+def _timestamps(values: list[Any], nulls: bool) -> pa.Array | None:
     """Naive datetimes as timestamp[us]; aware ones as the same instants in UTC; a mix of both is text."""
     import pyarrow as pa
 
@@ -160,7 +160,7 @@ def _timestamps(values: list[Any]) -> pa.Array | None:
     return _fixed(values, pa.timestamp("us"), "int64", _micros)
 
 
-def _decimals(values: list[Any]) -> pa.Array | None:
+def _decimals(values: list[Any], nulls: bool) -> pa.Array | None:
     """Exact decimals with the smallest precision and scale that hold every value (NaN or infinity: text)."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -184,36 +184,37 @@ def _decimals(values: list[Any]) -> pa.Array | None:
     return result
 
 
-def _strings(values: list[Any]) -> pa.Array:
+def _strings(values: list[Any], nulls: bool) -> pa.Array:
     """Text: encoded once as a whole; per value only when some text is not ASCII (byte and character counts differ)."""
     import numpy as np
     import pyarrow as pa
 
-    present = [v for v in values if v is not None]
+    present = [v for v in values if v is not None] if nulls else values
     joined = "".join(present)
     data = joined.encode("utf-8")
     if len(data) != len(joined):
         return _binary_like([None if v is None else v.encode("utf-8") for v in values], text=True)
-    _, bitmap, nulls = _validity(values)
+    _, bitmap, count = _validity(values, nulls)
     offsets = np.zeros(len(values) + 1, dtype=np.int64)
-    np.cumsum(np.fromiter((0 if v is None else len(v) for v in values), np.int64, len(values)), out=offsets[1:])
+    lengths = (0 if v is None else len(v) for v in values) if nulls else map(len, values)
+    np.cumsum(np.fromiter(lengths, np.int64, len(values)), out=offsets[1:])
     large = len(data) >= 2**31
     offset_buffer = pa.py_buffer(offsets if large else offsets.astype(np.int32))
     arrow_type = pa.large_string() if large else pa.string()
-    return pa.Array.from_buffers(arrow_type, len(values), [bitmap, offset_buffer, pa.py_buffer(data)], null_count=nulls)
+    return pa.Array.from_buffers(arrow_type, len(values), [bitmap, offset_buffer, pa.py_buffer(data)], null_count=count)
 
 
-def _binary(values: list[Any]) -> pa.Array:
+def _binary(values: list[Any], nulls: bool) -> pa.Array:
     return _binary_like([None if v is None else bytes(v) for v in values], text=False)
 
 
-def _dates(values: list[Any]) -> pa.Array:
+def _dates(values: list[Any], nulls: bool) -> pa.Array:
     import pyarrow as pa
 
     return _fixed(values, pa.date32(), "int32", lambda d: d.toordinal() - _EPOCH_DAYS)
 
 
-def _times(values: list[Any]) -> pa.Array | None:
+def _times(values: list[Any], nulls: bool) -> pa.Array | None:
     import pyarrow as pa
 
     if any(v is not None and v.tzinfo is not None for v in values):
@@ -221,16 +222,16 @@ def _times(values: list[Any]) -> pa.Array | None:
     return _fixed(values, pa.time64("us"), "int64", _micros_of_day)
 
 
-def _durations(values: list[Any]) -> pa.Array:
+def _durations(values: list[Any], nulls: bool) -> pa.Array:
     import pyarrow as pa
 
     return _fixed(values, pa.duration("us"), "int64", lambda d: d // dt.timedelta(microseconds=1))
 
 
-_BUILDERS: dict[type, Callable[[list[Any]], pa.Array | None]] = {
+_BUILDERS: dict[type, Callable[[list[Any], bool], pa.Array | None]] = {
     bool: _booleans,
-    int: lambda values: _numbers(values, "int64"),
-    float: lambda values: _numbers(values, "float64"),
+    int: lambda values, nulls: _numbers(values, nulls, "int64"),
+    float: lambda values, nulls: _numbers(values, nulls, "float64"),
     str: _strings,
     bytes: _binary,
     bytearray: _binary,
