@@ -916,6 +916,7 @@ class TestRowValuesToArrow:
             [1, 2.5, None],
             [True, None, False],
             ["a", None, "é", ""],
+            ["ß€😀", "", None, "x😀", "plain"],
             [b"x", None, b""],
             [date(2026, 11, 9), None],
             [datetime(2026, 11, 9, 8, 30, 0, 500000), None],

@@ -185,19 +185,21 @@ def _decimals(values: list[Any], nulls: bool) -> pa.Array | None:
 
 
 def _strings(values: list[Any], nulls: bool) -> pa.Array:
-    """Text: encoded once as a whole; per value only when some text is not ASCII (byte and character counts differ)."""
+    """Text, encoded once as a whole; character offsets become byte offsets where UTF-8 characters start."""
     import numpy as np
     import pyarrow as pa
 
     present = [v for v in values if v is not None] if nulls else values
     joined = "".join(present)
     data = joined.encode("utf-8")
-    if len(data) != len(joined):
-        return _binary_like([None if v is None else v.encode("utf-8") for v in values], text=True)
     _, bitmap, count = _validity(values, nulls)
     offsets = np.zeros(len(values) + 1, dtype=np.int64)
     lengths = (0 if v is None else len(v) for v in values) if nulls else map(len, values)
-    np.cumsum(np.fromiter(lengths, np.int64, len(values)), out=offsets[1:])
+    np.cumsum(np.fromiter(lengths, np.int64, len(values)), out=offsets[1:])  # in characters
+    if len(data) != len(joined):  # not all ASCII: the byte where each character starts, by character offset
+        raw = np.frombuffer(data, dtype=np.uint8)
+        starts = np.append(np.flatnonzero((raw & 0xC0) != 0x80), len(data))
+        offsets = starts[offsets]
     large = len(data) >= 2**31
     offset_buffer = pa.py_buffer(offsets if large else offsets.astype(np.int32))
     arrow_type = pa.large_string() if large else pa.string()
