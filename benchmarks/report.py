@@ -440,8 +440,18 @@ def render(results: dict[str, Any]) -> str:
         *agents_lines(results.get("agents", {"status": "not run"})),
         *dagrun_lines(results.get("dagrun")),
         "",
+        "### 7. Cold start of a small daily pipeline (`airflow dags test`)",
+        "",
+        *coldstart_lines(results.get("coldstart")),
+        "",
     ]
     return "\n".join(lines)
+
+
+def coldstart_lines(d: dict[str, Any] | None) -> list[str]:
+    from benchmarks.coldstart import lines
+
+    return lines(d)
 
 
 def write(results: dict[str, Any], out: Path, markdown: Path) -> None:

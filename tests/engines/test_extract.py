@@ -114,22 +114,36 @@ class TestSqlSources:
         assert [r["id"] for r in rows] == list(range(4, 26))
         assert rows[1] == {"id": 5, "kind": "view", "amount": 7.5, "note": "n5"}
 
-    def test_sqlite_column_whose_values_change_type_is_read_again_as_text(
+    def test_sqlite_column_whose_values_change_type_is_typed_in_one_read(
         self, staging_root: str, sqlite_url: str
     ) -> None:
         engine = sa.create_engine(sqlite_url)
         with engine.begin() as conn:
-            conn.exec_driver_sql("CREATE TABLE t (id INTEGER, code)")
-            values = [(i, i * 10 if i != 17 else "x17") for i in range(1, 21)]
-            conn.exec_driver_sql("INSERT INTO t VALUES (?, ?)", values)
+            conn.exec_driver_sql("CREATE TABLE t (id INTEGER, code, ratio, at)")
+            values = [
+                (i, i * 10 if i != 17 else "x17", i if i < 8 else i + 0.5, f"2026-11-{i:02d}" if i != 3 else 3)
+                for i in range(1, 21)
+            ]
+            conn.exec_driver_sql("INSERT INTO t VALUES (?, ?, ?, ?)", values)
+        queries: list[str] = []
+        sa.event.listen(engine, "before_cursor_execute", lambda _c, _k, sql, *_a: queries.append(sql))
+        logged: list[str] = []
         source = {"name": "t", "type": "sql", "conn_id": "c", "query": "SELECT * FROM t ORDER BY id", "chunk_size": 5}
 
-        result = extract(staging_root, [source], sql_engine=lambda _c: engine)
+        result = extract(staging_root, [source], sql_engine=lambda _c: engine, log=logged.append)
 
-        assert result.datasets["t"].row_count == 20
-        assert result.datasets["t"].columns["code"] == "string"
-        codes = [r["code"] for r in rows_of(result, "t", order_by="id")]
-        assert codes[:3] == ["10", "20", "30"] and codes[16] == "x17"
+        assert [q for q in queries if "FROM t" in q] == ["SELECT * FROM t ORDER BY id"]  # the table is read once
+        ref = result.datasets["t"]
+        assert ref.row_count == 20
+        # code: integers in chunks 1-3, a word in chunk 4 -> text; ratio: integers then floats -> float;
+        # at: a number among dates in the first chunk -> text from the start
+        assert ref.columns == {"id": "integer", "code": "string", "ratio": "float", "at": "string"}
+        rows = rows_of(result, "t", order_by="id")
+        assert [r["code"] for r in rows] == [str(i * 10) if i != 17 else "x17" for i in range(1, 21)]
+        assert [r["ratio"] for r in rows] == [i if i < 8 else i + 0.5 for i in range(1, 21)]
+        assert [r["at"] for r in rows] == [f"2026-11-{i:02d}" if i != 3 else "3" for i in range(1, 21)]
+        assert any("'code'" in line and "read once" in line for line in logged), logged
+        assert not any("again" in line for line in logged), logged
 
     def test_empty_sqlite_result_keeps_the_column_names_as_text(
         self, staging_root: str, sqlite_events: sa.Engine
@@ -890,3 +904,45 @@ class TestArguments:
                 [{"name": "f", "type": "file", "path": "f.csv"}],  # type: ignore[list-item]
                 dataset_uri=lambda n: f"{staging_root}/{n}",
             )
+
+
+class TestRowValuesToArrow:
+    """The SQL row path builds Arrow arrays without ``pyarrow.array`` (which imports pandas to inspect a list)."""
+
+    @pytest.mark.parametrize(
+        "values",
+        [
+            [1, None, 3],
+            [1, 2.5, None],
+            [True, None, False],
+            ["a", None, "é", ""],
+            ["ß€😀", "", None, "x😀", "plain"],
+            [b"x", None, b""],
+            [date(2026, 11, 9), None],
+            [datetime(2026, 11, 9, 8, 30, 0, 500000), None],
+            [Decimal("12.50"), Decimal("7"), None],
+            [None, None],
+        ],
+    )
+    def test_types_and_values_match_pyarrow_inference(self, values: list[Any]) -> None:
+        from airflow_agent_provider.engines.sources.values import column_array
+
+        built = column_array(values)
+
+        assert built is not None
+        expected = pa.array(values)
+        assert built.type == expected.type or (pa.types.is_decimal(built.type) and pa.types.is_decimal(expected.type))
+        assert built.to_pylist() == expected.to_pylist()
+
+    def test_aware_timestamps_are_utc_and_mixes_are_text(self) -> None:
+        from datetime import timedelta
+
+        from airflow_agent_provider.engines.sources.values import column_array, text_array
+
+        plus_two = timezone(timedelta(hours=2))
+        aware = column_array([datetime(2026, 11, 9, 10, tzinfo=plus_two), None])
+        assert aware is not None and aware.type == pa.timestamp("us", tz="UTC")
+        assert aware.to_pylist()[0] == datetime(2026, 11, 9, 8, tzinfo=timezone.utc)
+        for mixed in ([1, "a"], [2**70], [{"k": 1}], [datetime(2026, 1, 1), datetime(2026, 1, 1, tzinfo=timezone.utc)]):
+            assert column_array(mixed) is None
+        assert text_array([1, "a", None, b"\x01", {"k": 1}]).to_pylist() == ["1", "a", None, "01", '{"k": 1}']

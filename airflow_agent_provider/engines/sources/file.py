@@ -25,6 +25,7 @@ from airflow_agent_provider.contracts import FileSource
 from airflow_agent_provider.engines.sources import Cancelled, Sink, first_line, rechunk
 from airflow_agent_provider.engines.sqlsafe import sql_literal
 from airflow_agent_provider.engines.staging import connect, shared_cursor
+from airflow_agent_provider.engines.staging.writer import empty_table
 from airflow_agent_provider.exceptions import SourceError
 from airflow_agent_provider.redaction import redact
 
@@ -222,7 +223,7 @@ def _stream(source: FileSource, sink: Sink, location: _Location, *, whole_file: 
         for table in rechunk(reader, sink.chunk_size):
             sink.write(table)
         if sink.rows == 0:
-            sink.write(reader.schema.empty_table())
+            sink.write(empty_table(reader.schema))
     finally:
         con.close()
 

@@ -8,7 +8,6 @@ cursor where the dialect has one, rows turned into Arrow column by column.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import threading
@@ -18,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_agent_provider.contracts import SqlSource
 from airflow_agent_provider.engines.sources import Sink, first_line, rechunk
+from airflow_agent_provider.engines.sources.values import column_array, empty_text_table, text_array
+from airflow_agent_provider.engines.staging.writer import empty_table
 from airflow_agent_provider.exceptions import SourceError
 from airflow_agent_provider.redaction import redact
 
@@ -27,14 +28,6 @@ if TYPE_CHECKING:
 
 _COPY_BLOCK_BYTES = 8 << 20
 _TRAILING_RE = re.compile(r"[\s;]+$")
-
-
-class _TypeDrift(Exception):
-    """A column changed type between chunks (SQLite allows it); re-read it as text."""
-
-    def __init__(self, column: str) -> None:
-        super().__init__(column)
-        self.column = column
 
 
 class _Unparseable(Exception):
@@ -98,18 +91,12 @@ def _check_names(source: SqlSource, names: list[str]) -> list[str]:
 
 
 def _stream_rows(source: SqlSource, engine: Engine, sink: Sink) -> None:
-    forced_text: set[str] = set()
-    while True:
-        try:
-            _stream_once(source, engine, sink, forced_text)
-            return
-        except _TypeDrift as drift:
-            forced_text.add(drift.column)
-            sink.say(f"column {drift.column!r} mixes value types; reading it again as text")
-            sink.restart()
+    """Stage the query's rows chunk by chunk, reading them once.
 
-
-def _stream_once(source: SqlSource, engine: Engine, sink: Sink, forced_text: set[str]) -> None:
+    A column whose values change type from one chunk to the next (SQLite allows it) becomes text
+    from that chunk on; the chunks staged before keep their type, and reading the staged dataset
+    reconciles the parts to text (DuckDB's ``union_by_name``), so the query never runs twice.
+    """
     from sqlalchemy import text
 
     with _connect(source, engine) as conn:
@@ -121,70 +108,64 @@ def _stream_once(source: SqlSource, engine: Engine, sink: Sink, forced_text: set
         names = _check_names(source, list(result.keys()))
         # Without a server-side cursor SQLAlchemy buffers nothing, so the DBAPI cursor is read directly.
         fetch = result.fetchmany if server_side else result.cursor.fetchmany
-        types: dict[str, pa.DataType] = {}
+        columns = _Columns(sink)
         while rows := fetch(source.chunk_size):
-            sink.write(_rows_to_table(names, rows, forced_text, types))
+            sink.write(columns.table(names, rows))
         if sink.rows == 0:
-            sink.write(_text_table(names))
+            sink.write(empty_text_table(names))
 
 
-def _text_table(names: list[str]) -> pa.Table:
+class _Columns:
+    """The Arrow type each column has had so far, and the columns that turned to text."""
+
+    def __init__(self, sink: Sink) -> None:
+        self._sink = sink
+        self._types: dict[str, pa.DataType] = {}
+        self._text: set[str] = set()
+
+    def table(self, names: list[str], rows: Sequence[Any]) -> pa.Table:
+        import pyarrow as pa
+
+        columns = zip(*rows, strict=True)
+        arrays = [self._array(name, list(values)) for name, values in zip(names, columns, strict=True)]
+        return pa.Table.from_arrays(arrays, names=names)
+
+    def _array(self, name: str, values: list[Any]) -> pa.Array:
+        """One column of a chunk as Arrow; a column whose values change type becomes text."""
+        import pyarrow as pa
+
+        if name in self._text:
+            return text_array(values)
+        array = column_array(values)
+        if array is None:
+            return self._to_text(name, values, "mixes value types")
+        if pa.types.is_null(array.type):
+            return array
+        known = self._types.get(name)
+        widened = array.type if known is None else _widened(name, known, array.type)
+        if widened is None:
+            return self._to_text(name, values, f"holds {known} and then {array.type} values")
+        self._types[name] = widened
+        return array
+
+    def _to_text(self, name: str, values: list[Any], why: str) -> pa.Array:
+        self._text.add(name)
+        if name in self._types:
+            self._sink.say(f"column {name!r} {why}; staged as text from here on (read once)")
+        return text_array(values)
+
+
+def _widened(name: str, known: pa.DataType, found: pa.DataType) -> pa.DataType | None:
+    """The type both chunks fit (int64 and float64: float64); None when there is none."""
     import pyarrow as pa
 
-    return pa.table({name: pa.array([], pa.string()) for name in names})
-
-
-def _rows_to_table(names: list[str], rows: Sequence[Any], forced_text: set[str], types: dict[str, Any]) -> pa.Table:
-    import pyarrow as pa
-
-    columns = zip(*rows, strict=True)
-    arrays = [_column(name, list(values), forced_text, types) for name, values in zip(names, columns, strict=True)]
-    return pa.Table.from_arrays(arrays, names=names)
-
-
-def _column(name: str, values: list[Any], forced_text: set[str], types: dict[str, Any]) -> pa.Array:
-    """One column of a chunk as Arrow; a column whose values change type becomes text."""
-    import pyarrow as pa
-
-    if name in forced_text:
-        return _as_text(values)
-    try:
-        array = pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-        if name in types:
-            raise _TypeDrift(name) from None
-        forced_text.add(name)
-        return _as_text(values)
-    if not pa.types.is_null(array.type):
-        types[name] = _widened(name, types.get(name), array.type)
-    return array
-
-
-def _widened(name: str, known: pa.DataType | None, found: pa.DataType) -> pa.DataType:
-    import pyarrow as pa
-
-    if known is None or known == found:
+    if known == found:
         return found
     try:
         both = pa.unify_schemas([pa.schema([(name, known)]), pa.schema([(name, found)])], promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError):
-        raise _TypeDrift(name) from None
+        return None
     return both.field(name).type
-
-
-def _as_text(values: list[Any]) -> pa.Array:
-    import pyarrow as pa
-
-    def text(value: Any) -> str | None:
-        if value is None:
-            return None
-        if isinstance(value, bytes | bytearray | memoryview):
-            return bytes(value).hex()
-        if isinstance(value, dict | list):
-            return json.dumps(value, default=str)
-        return str(value)
-
-    return pa.array([text(v) for v in values], pa.string())
 
 
 # ---- the PostgreSQL COPY path ----------------------------------------------------------------
@@ -314,7 +295,7 @@ def _parse_copy(stream: Any, schema: pa.Schema, sink: Sink) -> None:
         reader = pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
     except pa.ArrowInvalid as err:
         if "Empty CSV file" in str(err):
-            sink.write(schema.empty_table())
+            sink.write(empty_table(schema))
             return
         raise _Unparseable(str(err)) from err
     try:

@@ -68,7 +68,7 @@ class DatasetWriter:
         import pyarrow as pa
 
         if self._parts == 0:
-            self.write(pa.table({f.name: pa.array([], f.type) for f in (schema or pa.schema([]))}))
+            self.write(empty_table(schema or pa.schema([])))
         if not self.checksum_on_write:
             return describe(self.uri)
         con = shared_cursor()
@@ -79,6 +79,13 @@ class DatasetWriter:
             return dataset_ref(self.uri, self.rows, types, self._checksum.total)
         finally:
             con.close()
+
+
+def empty_table(schema: pa.Schema) -> pa.Table:
+    """A table with no rows, without ``Schema.empty_table()`` or ``pyarrow.array([])``: both import pandas."""
+    import pyarrow as pa
+
+    return pa.Table.from_arrays([pa.nulls(0, field.type) for field in schema], schema=schema)
 
 
 def write_query(con: duckdb.DuckDBPyConnection, sql: str, uri: str, batch_rows: int = 500_000) -> DatasetRef:
