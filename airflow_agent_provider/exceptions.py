@@ -33,6 +33,12 @@ class ValidationFailed(AgentProviderError):
     """A validation failed and the DAG asked the task to fail on it."""
 
 
+NO_SQL_WRITER = (
+    "it is given as a description, and description transformations need SQL written by Claude: "
+    "configure the Claude connection (anthropic_default) or give the transformation `sql`"
+)
+
+
 class TransformError(AgentProviderError):
     """A transformation failed; the message names the transformation."""
 

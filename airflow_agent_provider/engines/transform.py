@@ -39,7 +39,7 @@ from airflow_agent_provider.engines.settings import current
 from airflow_agent_provider.engines.sqlgate import check_sql
 from airflow_agent_provider.engines.sqlsafe import quote_ident, sql_literal
 from airflow_agent_provider.engines.staging.writer import COMPRESSION
-from airflow_agent_provider.exceptions import TransformError, UnsafeSQL
+from airflow_agent_provider.exceptions import NO_SQL_WRITER, TransformError, UnsafeSQL
 
 if TYPE_CHECKING:
     import duckdb
@@ -262,11 +262,7 @@ class _Run:
     def _written_sql(self, transformation: Transformation) -> str:
         name = transformation.name
         if self.write_sql is None:
-            raise TransformError(
-                name,
-                "it is given as a description, and description transformations need SQL written by Claude: "
-                "configure the Claude connection (anthropic_default) or give the transformation `sql`",
-            )
+            raise TransformError(name, NO_SQL_WRITER)
         tables = transformation.inputs or [*self.inputs, *self.steps]
         schemas = {table: staging.columns_of(self.con, quote_ident(table)) for table in tables}
         try:

@@ -22,7 +22,7 @@ from airflow_agent_provider.contracts import DatasetRef, Transformation
 from airflow_agent_provider.engines import warehouse_staging as ws
 from airflow_agent_provider.engines.sqlgate import check_sql
 from airflow_agent_provider.engines.warehouse_sql import forbidden_functions, to_warehouse
-from airflow_agent_provider.exceptions import TransformError, UnsafeSQL
+from airflow_agent_provider.exceptions import NO_SQL_WRITER, TransformError, UnsafeSQL
 
 if TYPE_CHECKING:
     import sqlalchemy
@@ -120,11 +120,7 @@ class WarehouseRun:
     def _written_sql(self, transformation: Transformation) -> str:
         name = transformation.name
         if self.write_sql is None:
-            raise TransformError(
-                name,
-                "it is given as a description, and description transformations need SQL written by Claude: "
-                "configure the Claude connection (anthropic_default) or give the transformation `sql`",
-            )
+            raise TransformError(name, NO_SQL_WRITER)
         tables = transformation.inputs or [*self.inputs, *self.steps]
         with self.engine.connect() as conn:
             schemas = {table: ws.table_columns(conn, self.tables[table.lower()]) for table in tables}
