@@ -94,8 +94,7 @@ def validate_lineage(operator: Any, kept: Any, failed: bool) -> Any:
     """Input: the checked dataset, with ``dataQualityAssertions`` and ``dataQualityMetrics`` once checked."""
     from airflow_agent_provider.contracts import parse_quality_rules
 
-    results = parse_upstream(operator.upstream)
-    _, ref, origin = checked_dataset(results, operator.dataset, operator.dag_id)
+    _, ref, origin = checked_dataset(operator, operator.upstream)
     result = _result(kept)
     quality = {}
     if result is not None:
@@ -119,8 +118,7 @@ def remediation_lineage(operator: Any, kept: Any, failed: bool) -> Any:
     """Input: the fixed dataset; outputs: quarantine tables written; the ``agentRemediation`` run facet."""
     from airflow_agent_provider.lineage.decisions import REMEDIATION_FACET, remediation_facet, remediation_facet_of
 
-    results = parse_upstream(operator.validation)
-    name, ref, origin = checked_dataset(results, operator.dataset, operator.dag_id)
+    name, ref, origin = checked_dataset(operator, operator.validation)
     inputs = [facets.input_dataset(origin, ref.columns)]
     result = _result(kept)
     if result is not None:
@@ -137,8 +135,7 @@ def remediation_lineage(operator: Any, kept: Any, failed: bool) -> Any:
 
 def quarantine_lineage(operator: Any, kept: Any, failed: bool) -> Any:
     """Input: the quarantined dataset; output: the quarantine table, when rows were written to it."""
-    results = parse_upstream(operator.validation)
-    name, ref, origin = checked_dataset(results, operator.dataset, operator.dag_id)
+    name, ref, origin = checked_dataset(operator, operator.validation)
     inputs = [facets.input_dataset(origin, ref.columns)]
     result = _result(kept)
     table = result.metrics.get("quarantine_table") if result is not None else None
@@ -157,9 +154,10 @@ def transform_lineage(operator: Any, kept: Any, failed: bool) -> Any:
     """Inputs: every input dataset; output: the staged result, with ``columnLineage`` to the sources."""
     from airflow_agent_provider.contracts import parse_transformations
     from airflow_agent_provider.lineage.columns import transform_column_sources
+    from airflow_agent_provider.operators._common import all_datasets
 
     results = parse_upstream(operator.upstream)
-    located = {name: ref for result in results for name, ref in result.datasets.items()}  # later results win
+    located = all_datasets(results)
     names = {name: identity(name, ref, results, operator.dag_id) for name, ref in located.items()}
     inputs = [facets.input_dataset(names[name], ref.columns) for name, ref in located.items()]
     result = _result(kept)
@@ -180,8 +178,7 @@ def load_lineage(operator: Any, kept: Any, failed: bool) -> Any:
     """Input: the loaded dataset; outputs: the warehouse table (schema, rows written) and its snapshot."""
     from airflow.sdk import BaseHook
 
-    results = parse_upstream(operator.upstream)
-    _, ref, origin = checked_dataset(results, operator.dataset, operator.dag_id)
+    _, ref, origin = checked_dataset(operator, operator.upstream)
     connection = BaseHook.get_connection(operator.conn_id)
     target = naming.table_origin(connection, operator.target_table)
     if target is None:
@@ -200,15 +197,14 @@ def load_lineage(operator: Any, kept: Any, failed: bool) -> Any:
 # --- names ---------------------------------------------------------------------------------------
 
 
-def checked_dataset(
-    results: Sequence[StageResult], dataset: str | None, dag_id: str
-) -> tuple[str, DatasetRef, DatasetOrigin]:
-    """(name, ref, lineage name) of the dataset a stage works on, picked as the operator picks it."""
+def checked_dataset(operator: Any, upstream: Any) -> tuple[str, DatasetRef, DatasetOrigin]:
+    """(name, ref, lineage name) of the dataset ``operator`` works on, picked from ``upstream`` as it picks it."""
     from airflow_agent_provider.operators._common import find_dataset
 
-    name, holder = find_dataset(results, dataset)
+    results = parse_upstream(upstream)
+    name, holder = find_dataset(results, operator.dataset)
     ref = holder.datasets[name]
-    return name, ref, identity(name, ref, results, dag_id)
+    return name, ref, identity(name, ref, results, operator.dag_id)
 
 
 def identity(name: str, ref: DatasetRef, results: Sequence[StageResult], dag_id: str) -> DatasetOrigin:
