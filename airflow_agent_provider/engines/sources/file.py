@@ -163,22 +163,18 @@ def _encoding_error(source: FileSource, line: int | str) -> SourceError:
 
 
 def _read(source: FileSource, sink: Sink, location: _Location) -> None:
-    try:
-        _stream(source, sink, location, whole_file=False)
-        return
-    except (SourceError, Cancelled):  # Cancelled must stay itself: the source that failed is reported
-        raise
-    except Exception as err:
-        if not _is_type_surprise(err):
-            raise _translate(source, err, location) from err
-    sink.say("a later row does not fit the types sniffed from the first rows; reading again, sniffing every row")
-    sink.restart()
-    try:
-        _stream(source, sink, location, whole_file=True)
-    except (SourceError, Cancelled):
-        raise
-    except Exception as err:
-        raise _translate(source, err, location) from err
+    """Read with types sniffed from the first rows; when a later row does not fit them, once more from every row."""
+    for whole_file in (False, True):
+        try:
+            _stream(source, sink, location, whole_file=whole_file)
+            return
+        except (SourceError, Cancelled):  # Cancelled must stay itself: the source that failed is reported
+            raise
+        except Exception as err:
+            if whole_file or not _is_type_surprise(err):
+                raise _translate(source, err, location) from err
+        sink.say("a later row does not fit the types sniffed from the first rows; reading again, sniffing every row")
+        sink.restart()
 
 
 def _is_type_surprise(err: Exception) -> bool:
