@@ -1,7 +1,7 @@
 """What each operator tells the OpenLineage listener, from its rendered arguments and the result it kept.
 
-``lineage_of(operator, kept)`` is called at the start of a task (``kept`` None), on completion and
-on failure (``kept``: the stage result or route decision ``execute`` kept, or None when it failed
+``lineage_of(operator, kept)`` is called at the start of a task (``kept`` None), and on completion
+or failure (``kept``: the stage result or route decision ``execute`` kept, or None when it failed
 before having one). Nothing here reads data or asks a database: names come from the results'
 ``origins`` and the connections' host, port and database.
 """
@@ -17,14 +17,14 @@ from airflow_agent_provider.lineage import facets, naming
 
 log = logging.getLogger(__name__)
 
-Builder = Callable[[Any, Any, bool], Any]
+Builder = Callable[[Any, Any], Any]
 
 
-def lineage_of(operator: Any, kept: Any, *, failed: bool = False) -> Any:
+def lineage_of(operator: Any, kept: Any) -> Any:
     """The ``OperatorLineage`` of ``operator`` (its class picks the builder)."""
     for cls, builder in _builders():
         if isinstance(operator, cls):
-            return builder(operator, kept, failed)
+            return builder(operator, kept)
     return facets.operator_lineage()
 
 
@@ -70,7 +70,7 @@ def extract_origins(sources: Sequence[Mapping[str, Any]]) -> dict[str, list[Data
     return found
 
 
-def extract_lineage(operator: Any, kept: Any, failed: bool) -> Any:
+def extract_lineage(operator: Any, kept: Any) -> Any:
     """Inputs: the sources' datasets, with their schema once extracted (a query over several tables
     also outputs its staged result, the one dataset that has that schema)."""
     result = _result(kept)
@@ -90,7 +90,7 @@ def extract_lineage(operator: Any, kept: Any, failed: bool) -> Any:
 # --- validate, route, remediate, quarantine ------------------------------------------------------
 
 
-def validate_lineage(operator: Any, kept: Any, failed: bool) -> Any:
+def validate_lineage(operator: Any, kept: Any) -> Any:
     """Input: the checked dataset, with ``dataQualityAssertions`` and ``dataQualityMetrics`` once checked."""
     from airflow_agent_provider.contracts import parse_quality_rules
 
@@ -103,7 +103,7 @@ def validate_lineage(operator: Any, kept: Any, failed: bool) -> Any:
     return facets.operator_lineage([facets.input_dataset(origin, ref.columns, quality)])
 
 
-def route_lineage(operator: Any, kept: Any, failed: bool) -> Any:
+def route_lineage(operator: Any, kept: Any) -> Any:
     """The ``agentRouteDecision`` run facet, once the route is decided."""
     if not isinstance(kept, Mapping):
         return facets.operator_lineage()
@@ -114,7 +114,7 @@ def route_lineage(operator: Any, kept: Any, failed: bool) -> Any:
     return facets.operator_lineage(run_facets={ROUTE_FACET: route_facet(decision)})
 
 
-def remediation_lineage(operator: Any, kept: Any, failed: bool) -> Any:
+def remediation_lineage(operator: Any, kept: Any) -> Any:
     """Input: the fixed dataset; outputs: quarantine tables written; the ``agentRemediation`` run facet."""
     from airflow_agent_provider.lineage.decisions import REMEDIATION_FACET, remediation_facet, remediation_facet_of
 
@@ -133,7 +133,7 @@ def remediation_lineage(operator: Any, kept: Any, failed: bool) -> Any:
     return facets.operator_lineage(inputs)
 
 
-def quarantine_lineage(operator: Any, kept: Any, failed: bool) -> Any:
+def quarantine_lineage(operator: Any, kept: Any) -> Any:
     """Input: the quarantined dataset; output: the quarantine table, when rows were written to it."""
     name, ref, origin = checked_dataset(operator, operator.validation)
     inputs = [facets.input_dataset(origin, ref.columns)]
@@ -150,7 +150,7 @@ def quarantine_lineage(operator: Any, kept: Any, failed: bool) -> Any:
 # --- transform, load -----------------------------------------------------------------------------
 
 
-def transform_lineage(operator: Any, kept: Any, failed: bool) -> Any:
+def transform_lineage(operator: Any, kept: Any) -> Any:
     """Inputs: every input dataset; output: the staged result, with ``columnLineage`` to the sources."""
     from airflow_agent_provider.contracts import parse_transformations
     from airflow_agent_provider.lineage.columns import transform_column_sources
@@ -174,7 +174,7 @@ def transform_lineage(operator: Any, kept: Any, failed: bool) -> Any:
     )
 
 
-def load_lineage(operator: Any, kept: Any, failed: bool) -> Any:
+def load_lineage(operator: Any, kept: Any) -> Any:
     """Input: the loaded dataset; outputs: the warehouse table (schema, rows written) and its snapshot."""
     from airflow.sdk import BaseHook
 
