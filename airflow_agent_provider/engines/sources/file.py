@@ -25,6 +25,7 @@ from airflow_agent_provider.contracts import FileSource
 from airflow_agent_provider.engines.sources import Cancelled, Sink, first_line, rechunk
 from airflow_agent_provider.engines.sqlsafe import sql_literal
 from airflow_agent_provider.engines.staging import connect, shared_cursor
+from airflow_agent_provider.engines.staging.paths import is_local, local_path
 from airflow_agent_provider.engines.staging.writer import empty_table
 from airflow_agent_provider.exceptions import SourceError
 from airflow_agent_provider.redaction import redact
@@ -70,8 +71,8 @@ def check_encoding(source: FileSource) -> None:
 
 def _locate(source: FileSource) -> _Location:
     raw = source.path
-    if "://" not in raw or raw.startswith("file://"):
-        path = os.path.expanduser(raw.removeprefix("file://"))
+    if is_local(raw):
+        path = os.path.expanduser(local_path(raw))
         return _Location(path=path, inner=path, shown=path)
     import fsspec.core
 
