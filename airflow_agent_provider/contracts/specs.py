@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import PurePosixPath
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
@@ -110,17 +110,7 @@ _SOURCE = TypeAdapter(Source)
 RuleName = Literal[
     "not_null", "unique", "in_list", "in_dataset", "range", "regex", "within_last_n_days", "row_count_between", "sql"
 ]  # fmt: skip
-RULE_NAMES: tuple[str, ...] = (
-    "not_null",
-    "unique",
-    "in_list",
-    "in_dataset",
-    "range",
-    "regex",
-    "within_last_n_days",
-    "row_count_between",
-    "sql",
-)
+RULE_NAMES: tuple[RuleName, ...] = get_args(RuleName)
 
 
 @dataclass(frozen=True)

@@ -18,14 +18,9 @@ class Usage(BaseModel):
     cost_usd: float = 0.0
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            model_calls=self.model_calls + other.model_calls,
-            input_tokens=self.input_tokens + other.input_tokens,
-            output_tokens=self.output_tokens + other.output_tokens,
-            cache_creation_input_tokens=self.cache_creation_input_tokens + other.cache_creation_input_tokens,
-            cache_read_input_tokens=self.cache_read_input_tokens + other.cache_read_input_tokens,
-            cost_usd=round(self.cost_usd + other.cost_usd, 8),
-        )
+        """Every field added up (the cost rounded to 8 decimals, so sums do not drift)."""
+        sums = {name: getattr(self, name) + getattr(other, name) for name in Usage.model_fields}
+        return Usage(**{**sums, "cost_usd": round(sums["cost_usd"], 8)})
 
     @property
     def total_input_tokens(self) -> int:

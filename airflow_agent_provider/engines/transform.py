@@ -38,6 +38,7 @@ from airflow_agent_provider.engines import staging
 from airflow_agent_provider.engines.settings import current
 from airflow_agent_provider.engines.sqlgate import check_sql
 from airflow_agent_provider.engines.sqlsafe import quote_ident, sql_literal
+from airflow_agent_provider.engines.staging.paths import is_local, local_path
 from airflow_agent_provider.engines.staging.writer import COMPRESSION
 from airflow_agent_provider.exceptions import NO_SQL_WRITER, TransformError, UnsafeSQL
 
@@ -76,9 +77,7 @@ def isolated_connection(inputs: Mapping[str, DatasetRef], *, writable: Sequence[
 
 def _local_folder(uri: str) -> str | None:
     """The local path of a staging folder URI, ``None`` for a remote (fsspec) one."""
-    if uri.startswith("file://"):
-        return os.path.abspath(uri[len("file://") :])
-    return None if "://" in uri else os.path.abspath(uri)
+    return os.path.abspath(local_path(uri)) if is_local(uri) else None
 
 
 def run_transformations(

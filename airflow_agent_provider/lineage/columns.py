@@ -12,6 +12,8 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from airflow_agent_provider.contracts.types import DUCKDB_TYPES
+
 if TYPE_CHECKING:
     from airflow_agent_provider.contracts import Transformation
 
@@ -19,15 +21,6 @@ log = logging.getLogger(__name__)
 
 # output column -> [(input dataset, its column, "IDENTITY" | "TRANSFORMATION" | "AGGREGATION")]
 ColumnSources = dict[str, list[tuple[str, str, str]]]
-
-_SQL_TYPES = {
-    "integer": "BIGINT",
-    "float": "DOUBLE",
-    "string": "VARCHAR",
-    "boolean": "BOOLEAN",
-    "date": "DATE",
-    "timestamp": "TIMESTAMP",
-}
 
 
 def transform_column_sources(
@@ -42,7 +35,7 @@ def transform_column_sources(
     from sqlglot.errors import SqlglotError
 
     schema = {
-        name: {col: _SQL_TYPES.get(kind or "string", "VARCHAR") for col, kind in cols.items()}
+        name: {col: DUCKDB_TYPES.get(kind or "string", "VARCHAR") for col, kind in cols.items()}
         for name, cols in input_columns.items()
     }
     sources = {step.name: str(step.sql) for step in steps[:-1]}

@@ -146,14 +146,13 @@ def remediation_facet_of(result: StageResult, dataset: str, model: str | None) -
 
 
 def model_usage(usage: Usage | Mapping[str, Any] | None) -> ModelUsage:
-    values = usage.model_dump() if isinstance(usage, Usage) else dict(usage or {})
+    """The facet's usage; input tokens count cache writes and reads too (``Usage.total_input_tokens``)."""
+    spent = usage if isinstance(usage, Usage) else Usage.model_validate(dict(usage or {}))
     return ModelUsage(
-        modelCalls=int(values.get("model_calls", 0)),
-        inputTokens=int(values.get("input_tokens", 0))
-        + int(values.get("cache_creation_input_tokens", 0))
-        + int(values.get("cache_read_input_tokens", 0)),
-        outputTokens=int(values.get("output_tokens", 0)),
-        costUsd=float(values.get("cost_usd", 0.0)),
+        modelCalls=spent.model_calls,
+        inputTokens=spent.total_input_tokens,
+        outputTokens=spent.output_tokens,
+        costUsd=spent.cost_usd,
     )
 
 

@@ -1,7 +1,7 @@
 """What each operator tells the OpenLineage listener, from its rendered arguments and the result it kept.
 
-``lineage_of(operator, kept)`` is called at the start of a task (``kept`` None), on completion and
-on failure (``kept``: the stage result or route decision ``execute`` kept, or None when it failed
+``lineage_of(operator, kept)`` is called at the start of a task (``kept`` None), and on completion
+or failure (``kept``: the stage result or route decision ``execute`` kept, or None when it failed
 before having one). Nothing here reads data or asks a database: names come from the results'
 ``origins`` and the connections' host, port and database.
 """
@@ -17,14 +17,14 @@ from airflow_agent_provider.lineage import facets, naming
 
 log = logging.getLogger(__name__)
 
-Builder = Callable[[Any, Any, bool], Any]
+Builder = Callable[[Any, Any], Any]
 
 
-def lineage_of(operator: Any, kept: Any, *, failed: bool = False) -> Any:
+def lineage_of(operator: Any, kept: Any) -> Any:
     """The ``OperatorLineage`` of ``operator`` (its class picks the builder)."""
     for cls, builder in _builders():
         if isinstance(operator, cls):
-            return builder(operator, kept, failed)
+            return builder(operator, kept)
     return facets.operator_lineage()
 
 
@@ -70,7 +70,7 @@ def extract_origins(sources: Sequence[Mapping[str, Any]]) -> dict[str, list[Data
     return found
 
 
-def extract_lineage(operator: Any, kept: Any, failed: bool) -> Any:
+def extract_lineage(operator: Any, kept: Any) -> Any:
     """Inputs: the sources' datasets, with their schema once extracted (a query over several tables
     also outputs its staged result, the one dataset that has that schema)."""
     result = _result(kept)
@@ -90,12 +90,11 @@ def extract_lineage(operator: Any, kept: Any, failed: bool) -> Any:
 # --- validate, route, remediate, quarantine ------------------------------------------------------
 
 
-def validate_lineage(operator: Any, kept: Any, failed: bool) -> Any:
+def validate_lineage(operator: Any, kept: Any) -> Any:
     """Input: the checked dataset, with ``dataQualityAssertions`` and ``dataQualityMetrics`` once checked."""
     from airflow_agent_provider.contracts import parse_quality_rules
 
-    results = parse_upstream(operator.upstream)
-    _, ref, origin = checked_dataset(results, operator.dataset, operator.dag_id)
+    _, ref, origin = checked_dataset(operator, operator.upstream)
     result = _result(kept)
     quality = {}
     if result is not None:
@@ -104,7 +103,7 @@ def validate_lineage(operator: Any, kept: Any, failed: bool) -> Any:
     return facets.operator_lineage([facets.input_dataset(origin, ref.columns, quality)])
 
 
-def route_lineage(operator: Any, kept: Any, failed: bool) -> Any:
+def route_lineage(operator: Any, kept: Any) -> Any:
     """The ``agentRouteDecision`` run facet, once the route is decided."""
     if not isinstance(kept, Mapping):
         return facets.operator_lineage()
@@ -115,12 +114,11 @@ def route_lineage(operator: Any, kept: Any, failed: bool) -> Any:
     return facets.operator_lineage(run_facets={ROUTE_FACET: route_facet(decision)})
 
 
-def remediation_lineage(operator: Any, kept: Any, failed: bool) -> Any:
+def remediation_lineage(operator: Any, kept: Any) -> Any:
     """Input: the fixed dataset; outputs: quarantine tables written; the ``agentRemediation`` run facet."""
     from airflow_agent_provider.lineage.decisions import REMEDIATION_FACET, remediation_facet, remediation_facet_of
 
-    results = parse_upstream(operator.validation)
-    name, ref, origin = checked_dataset(results, operator.dataset, operator.dag_id)
+    name, ref, origin = checked_dataset(operator, operator.validation)
     inputs = [facets.input_dataset(origin, ref.columns)]
     result = _result(kept)
     if result is not None:
@@ -135,10 +133,9 @@ def remediation_lineage(operator: Any, kept: Any, failed: bool) -> Any:
     return facets.operator_lineage(inputs)
 
 
-def quarantine_lineage(operator: Any, kept: Any, failed: bool) -> Any:
+def quarantine_lineage(operator: Any, kept: Any) -> Any:
     """Input: the quarantined dataset; output: the quarantine table, when rows were written to it."""
-    results = parse_upstream(operator.validation)
-    name, ref, origin = checked_dataset(results, operator.dataset, operator.dag_id)
+    name, ref, origin = checked_dataset(operator, operator.validation)
     inputs = [facets.input_dataset(origin, ref.columns)]
     result = _result(kept)
     table = result.metrics.get("quarantine_table") if result is not None else None
@@ -153,13 +150,14 @@ def quarantine_lineage(operator: Any, kept: Any, failed: bool) -> Any:
 # --- transform, load -----------------------------------------------------------------------------
 
 
-def transform_lineage(operator: Any, kept: Any, failed: bool) -> Any:
+def transform_lineage(operator: Any, kept: Any) -> Any:
     """Inputs: every input dataset; output: the staged result, with ``columnLineage`` to the sources."""
     from airflow_agent_provider.contracts import parse_transformations
     from airflow_agent_provider.lineage.columns import transform_column_sources
+    from airflow_agent_provider.operators._common import all_datasets
 
     results = parse_upstream(operator.upstream)
-    located = {name: ref for result in results for name, ref in result.datasets.items()}  # later results win
+    located = all_datasets(results)
     names = {name: identity(name, ref, results, operator.dag_id) for name, ref in located.items()}
     inputs = [facets.input_dataset(names[name], ref.columns) for name, ref in located.items()]
     result = _result(kept)
@@ -176,12 +174,11 @@ def transform_lineage(operator: Any, kept: Any, failed: bool) -> Any:
     )
 
 
-def load_lineage(operator: Any, kept: Any, failed: bool) -> Any:
+def load_lineage(operator: Any, kept: Any) -> Any:
     """Input: the loaded dataset; outputs: the warehouse table (schema, rows written) and its snapshot."""
     from airflow.sdk import BaseHook
 
-    results = parse_upstream(operator.upstream)
-    _, ref, origin = checked_dataset(results, operator.dataset, operator.dag_id)
+    _, ref, origin = checked_dataset(operator, operator.upstream)
     connection = BaseHook.get_connection(operator.conn_id)
     target = naming.table_origin(connection, operator.target_table)
     if target is None:
@@ -200,15 +197,14 @@ def load_lineage(operator: Any, kept: Any, failed: bool) -> Any:
 # --- names ---------------------------------------------------------------------------------------
 
 
-def checked_dataset(
-    results: Sequence[StageResult], dataset: str | None, dag_id: str
-) -> tuple[str, DatasetRef, DatasetOrigin]:
-    """(name, ref, lineage name) of the dataset a stage works on, picked as the operator picks it."""
+def checked_dataset(operator: Any, upstream: Any) -> tuple[str, DatasetRef, DatasetOrigin]:
+    """(name, ref, lineage name) of the dataset ``operator`` works on, picked from ``upstream`` as it picks it."""
     from airflow_agent_provider.operators._common import find_dataset
 
-    name, holder = find_dataset(results, dataset)
+    results = parse_upstream(upstream)
+    name, holder = find_dataset(results, operator.dataset)
     ref = holder.datasets[name]
-    return name, ref, identity(name, ref, results, dag_id)
+    return name, ref, identity(name, ref, results, operator.dag_id)
 
 
 def identity(name: str, ref: DatasetRef, results: Sequence[StageResult], dag_id: str) -> DatasetOrigin:

@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_agent_provider import settings
-from airflow_agent_provider.operators.base import DECISION_KEY, DEFAULT_CLAUDE_CONN_ID
+from airflow_agent_provider.operators.base import DECISION_KEY, DEFAULT_CLAUDE_CONN_ID, DEFAULT_TIMEOUT_S
 
 if TYPE_CHECKING:
     from airflow_agent_provider.agents.calls import Budget
     from airflow_agent_provider.agents.claude import Claude
     from airflow_agent_provider.contracts import StageResult, Usage
 
-DEFAULT_TIMEOUT_S = 60.0
 PER_ATTEMPT_TIMEOUT_S = 30.0
 
 

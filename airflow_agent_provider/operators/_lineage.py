@@ -35,10 +35,8 @@ class LineageMixin:
 
         return lineage_of(self, self._kept(task_instance))
 
-    def get_openlineage_facets_on_failure(self, task_instance: Any) -> OperatorLineage:
-        from airflow_agent_provider.lineage.operators import lineage_of
-
-        return lineage_of(self, self._kept(task_instance), failed=True)
+    # A failed try's facets are built alike, from what it kept (a failed remediation keeps its iterations).
+    get_openlineage_facets_on_failure = get_openlineage_facets_on_complete
 
     def _kept(self, task_instance: Any) -> Any:
         """What this try kept; None for another try's (a DAG object reused by ``dag.test()``)."""

@@ -16,11 +16,12 @@ from urllib.parse import urlsplit
 from airflow_agent_provider.engines.staging import StagingError
 from airflow_agent_provider.engines.staging import area as staging_area
 from airflow_agent_provider.engines.staging.area import StagingArea
+from airflow_agent_provider.engines.staging.paths import is_local
 
 
 def ensure_open(root: str) -> None:
     """Open and mount an object-store staging root unless it is local or already open in this process."""
-    if staging_area.is_remote(root) and staging_area.mounted_area(root.rstrip("/")) is None:
+    if not is_local(root) and staging_area.mounted_area(root.rstrip("/")) is None:
         staging_area.mount(open_area(root))
 
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from airflow_agent_provider.contracts.results import StageName
 
 DEFAULT_CLAUDE_CONN_ID = "anthropic_default"
+DEFAULT_TIMEOUT_S = 60.0  # the wall-clock bound of one decision, retries included
 DECISION_KEY = "decision"  # the XCom key of a routing decision (``contracts.RouteDecision``)
 
 
@@ -81,7 +82,7 @@ class ClaudeStageOperator(StageOperator):
         *,
         model: str | None = None,
         claude_conn_id: str = DEFAULT_CLAUDE_CONN_ID,
-        timeout_s: float = 60.0,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
         max_cost_usd: float | None = None,
         max_model_calls: int | None = None,
         **kwargs: Any,

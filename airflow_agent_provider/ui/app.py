@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse
 from airflow_agent_provider.ui import DAG_VIEW_ROUTE, ROOT_APP_KEY, RUN_VIEW_ROUTE, URL_PREFIX
 from airflow_agent_provider.ui.client import PAGE_LIMIT, AirflowApi, ApiError, FinishedRuns, credentials_of, q
 from airflow_agent_provider.ui.render import dag_page, error_page, run_page
-from airflow_agent_provider.ui.views import REPORT_OPERATOR, build_history, build_run_view
+from airflow_agent_provider.ui.views import build_history, build_run_view, report_tasks
 
 XCOM_KEYS = ("return_value", "decision")
 DEFAULT_DAYS = 30
@@ -92,7 +92,7 @@ async def load_run(client: AirflowApi, dag_id: str, run_id: str) -> tuple[Any, A
         client.get(f"{base}/taskInstances", limit=PAGE_LIMIT),
         client.get(f"{base}/taskInstances/~/xcomEntries", limit=PAGE_LIMIT),
     )
-    reports = {t["task_id"] for t in tasks["tasks"] if (t.get("class_ref") or {}).get("class_name") == REPORT_OPERATOR}
+    reports = set(report_tasks(tasks["tasks"]))
     wanted = [
         (str(e["task_id"]), str(e["key"]), int(e["map_index"]))
         for e in entries["xcom_entries"]
@@ -117,9 +117,7 @@ async def load_history(
         client.get(f"/dags/{q(dag_id)}/tasks"),
     )
     runs = list(runs_body["dag_runs"])
-    report = next(
-        (t["task_id"] for t in tasks["tasks"] if (t.get("class_ref") or {}).get("class_name") == REPORT_OPERATOR), None
-    )
+    report = next(iter(report_tasks(tasks["tasks"])), None)
     if report is None:
         return runs, {}
     finished = finished if finished is not None else FinishedRuns(0)

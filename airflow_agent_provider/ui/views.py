@@ -16,19 +16,7 @@ from urllib.parse import quote
 from airflow_agent_provider.contracts import Issue, PipelineState, RouteDecision, StageSummary, Usage
 from airflow_agent_provider.operators.report import TaskOutcome, build_state, pipeline_order, worst_state
 
-# The provider's operators by class name -> the stage they run (for tasks that left no stage result).
-STAGE_OF_OPERATOR = {
-    "ExtractOperator": "extract",
-    "ValidateOperator": "validate",
-    "RemediationBranchOperator": "branch",
-    "SchemaRemediationOperator": "remediate",
-    "QuarantineOperator": "quarantine",
-    "TransformOperator": "transform",
-    "LoadOperator": "load",
-    "PipelineReportOperator": "report",
-}
 REPORT_OPERATOR = "PipelineReportOperator"
-FAILED_STATES = ("failed", "upstream_failed")
 NOT_RUN = ("skipped", "removed", "none", "upstream_failed", "scheduled", "queued")
 
 
@@ -124,9 +112,22 @@ def _upstream(tasks: Sequence[Mapping[str, Any]]) -> dict[str, set[str]]:
     return upstream
 
 
-def _operator(task: Mapping[str, Any]) -> str:
+def operator_name(task: Mapping[str, Any]) -> str:
+    """The class name of a task's operator, as the REST API's ``/tasks`` gives it."""
     ref = task.get("class_ref") or {}
     return str(ref.get("class_name") or task.get("operator_name") or "")
+
+
+def report_tasks(tasks: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The ids of the DAG's ``PipelineReportOperator`` tasks."""
+    return [str(t["task_id"]) for t in tasks if operator_name(t) == REPORT_OPERATOR]
+
+
+def stage_of_operator(class_name: str) -> str | None:
+    """The stage one of the provider's operators runs, by class name (for tasks that left no stage result)."""
+    from airflow_agent_provider import operators
+
+    return getattr(getattr(operators, class_name), "stage", None) if class_name in operators.__all__ else None
 
 
 def build_run_view(
@@ -145,7 +146,7 @@ def build_run_view(
     :param ui_base: the Airflow UI's root path, for log links.
     """
     dag_id, run_id = str(dag_run["dag_id"]), str(dag_run["dag_run_id"])
-    kinds = {str(t["task_id"]): _operator(t) for t in tasks}
+    kinds = {str(t["task_id"]): operator_name(t) for t in tasks}
     upstream = _upstream(tasks)
     tis: dict[str, list[Mapping[str, Any]]] = {}
     for ti in task_instances:
@@ -154,7 +155,7 @@ def build_run_view(
         TaskOutcome.parse(
             task_id,
             worst_state([str(ti.get("state") or "none") for ti in tis.get(task_id, [])] or ["none"]),
-            STAGE_OF_OPERATOR.get(kinds.get(task_id, "")),
+            stage_of_operator(kinds.get(task_id, "")),
             xcoms.get((task_id, "return_value"), ()),
             xcoms.get((task_id, "decision"), ()),
         )

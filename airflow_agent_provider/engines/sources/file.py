@@ -25,6 +25,7 @@ from airflow_agent_provider.contracts import FileSource
 from airflow_agent_provider.engines.sources import Cancelled, Sink, first_line, rechunk
 from airflow_agent_provider.engines.sqlsafe import sql_literal
 from airflow_agent_provider.engines.staging import connect, shared_cursor
+from airflow_agent_provider.engines.staging.paths import is_local, local_path
 from airflow_agent_provider.engines.staging.writer import empty_table
 from airflow_agent_provider.exceptions import SourceError
 from airflow_agent_provider.redaction import redact
@@ -70,8 +71,8 @@ def check_encoding(source: FileSource) -> None:
 
 def _locate(source: FileSource) -> _Location:
     raw = source.path
-    if "://" not in raw or raw.startswith("file://"):
-        path = os.path.expanduser(raw.removeprefix("file://"))
+    if is_local(raw):
+        path = os.path.expanduser(local_path(raw))
         return _Location(path=path, inner=path, shown=path)
     import fsspec.core
 
@@ -163,22 +164,18 @@ def _encoding_error(source: FileSource, line: int | str) -> SourceError:
 
 
 def _read(source: FileSource, sink: Sink, location: _Location) -> None:
-    try:
-        _stream(source, sink, location, whole_file=False)
-        return
-    except (SourceError, Cancelled):  # Cancelled must stay itself: the source that failed is reported
-        raise
-    except Exception as err:
-        if not _is_type_surprise(err):
-            raise _translate(source, err, location) from err
-    sink.say("a later row does not fit the types sniffed from the first rows; reading again, sniffing every row")
-    sink.restart()
-    try:
-        _stream(source, sink, location, whole_file=True)
-    except (SourceError, Cancelled):
-        raise
-    except Exception as err:
-        raise _translate(source, err, location) from err
+    """Read with types sniffed from the first rows; when a later row does not fit them, once more from every row."""
+    for whole_file in (False, True):
+        try:
+            _stream(source, sink, location, whole_file=whole_file)
+            return
+        except (SourceError, Cancelled):  # Cancelled must stay itself: the source that failed is reported
+            raise
+        except Exception as err:
+            if whole_file or not _is_type_surprise(err):
+                raise _translate(source, err, location) from err
+        sink.say("a later row does not fit the types sniffed from the first rows; reading again, sniffing every row")
+        sink.restart()
 
 
 def _is_type_surprise(err: Exception) -> bool:

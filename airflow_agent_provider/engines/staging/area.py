@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from airflow_agent_provider.engines.staging.paths import StagingError
+
 if TYPE_CHECKING:
     import duckdb
 
@@ -51,7 +53,7 @@ class StagingArea:
     def fs_path(self, uri: str) -> str:
         """The path of a URI under this root within ``fs``."""
         if not self.covers(uri):
-            raise _staging_error(f"{uri} is not under the staging root {self.root}")
+            raise StagingError(f"{uri} is not under the staging root {self.root}")
         return self.path + uri.rstrip("/")[len(self.root) :]
 
     def duckdb_path(self, fs_path: str) -> str:
@@ -60,12 +62,6 @@ class StagingArea:
 
 
 Opener = Callable[[str], StagingArea]
-
-
-def _staging_error(message: str) -> Exception:
-    from airflow_agent_provider.engines.staging import StagingError  # imported late: staging imports this module
-
-    return StagingError(message)
 
 
 class _Areas:
@@ -79,10 +75,6 @@ class _Areas:
 
 
 _AREAS = _Areas()
-
-
-def is_remote(uri: str) -> bool:
-    return "://" in uri and not uri.startswith("file://")
 
 
 def mount(area: StagingArea) -> StagingArea:
@@ -136,13 +128,13 @@ def area_for(uri: str) -> StagingArea:
     with _AREAS.lock:
         opener = _AREAS.opener
     if opener is None:
-        raise _staging_error(
+        raise StagingError(
             f"staged data at {uri}: no filesystem is open for it; object-store staging roots are opened "
             "by the operators from an Airflow connection (s3://<conn_id>@<bucket>/<prefix>)"
         )
     opened = opener(uri)
     if not opened.covers(uri):
-        raise _staging_error(f"staged data at {uri}: the opener returned {opened.root}, which does not hold it")
+        raise StagingError(f"staged data at {uri}: the opener returned {opened.root}, which does not hold it")
     return mount(opened)
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Literal, cast, get_args
 
 from airflow_agent_provider.engines.staging import area as staging_area
-from airflow_agent_provider.engines.staging.paths import StagingError, local_path, safe_segment
+from airflow_agent_provider.engines.staging.paths import StagingError, is_local, local_path, safe_segment
 
 Retention = Literal["delete_on_success", "keep"]
 RETENTIONS: tuple[str, ...] = get_args(Retention)
@@ -58,7 +58,7 @@ def remove(folder: str) -> bool:
 
     if warehouse_staging.is_table_uri(folder):
         return bool(warehouse_staging.drop_tables_matching(folder))
-    if not staging_area.is_remote(folder):
+    if is_local(folder):
         path = local_path(folder)
         existed = os.path.isdir(path)
         shutil.rmtree(path, ignore_errors=True)
