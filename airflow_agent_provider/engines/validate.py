@@ -132,18 +132,11 @@ def _readable_others(
 ) -> dict[str, DatasetRef]:
     """The other datasets the rules may read: all of them when a rule reads other datasets, else none.
 
-    A warehouse staging table's rules read no other dataset yet: ``in_dataset`` is refused there.
+    They are read where the data is: a warehouse staging table's rules read the run's other staging
+    tables, staged Parquet's the other Parquet (an ``in_dataset`` across the two is refused).
     """
     from airflow_agent_provider.engines.warehouse_staging import is_table_uri
 
-    if is_table_uri(uri):
-        for rule in rules:
-            if rule.rule == "in_dataset":
-                raise ValueError(
-                    f"rule {rule.label}: in_dataset does not run on a warehouse staging table yet; "
-                    "validate this dataset with Parquet staging (no staging_conn_id) to check it against another"
-                )
-        return {}
     others = {name: ref for name, ref in (others or {}).items() if name not in (dataset, "data")}
     for name, ref in others.items():
         if not isinstance(ref, DatasetRef):
@@ -155,11 +148,30 @@ def _readable_others(
                 f"rule {rule.label}: no other staged dataset named {rule.dataset!r} reaches this validation "
                 f"(it has: {held}); pass the task that stages it in upstream="
             )
-    return others if any(rule.rule in ("in_dataset", "sql") for rule in rules) else {}
+        if rule.rule == "in_dataset" and is_table_uri(others[str(rule.dataset)].uri) != is_table_uri(uri):
+            raise ValueError(_mixed(rule, dataset, uri, others[str(rule.dataset)].uri))
+    if not any(rule.rule in ("in_dataset", "sql") for rule in rules):
+        return {}
+    return {name: ref for name, ref in others.items() if is_table_uri(ref.uri) == is_table_uri(uri)}
+
+
+def _mixed(rule: QualityRule, dataset: str, uri: str, other: str) -> str:
+    where = {True: "a warehouse staging table", False: "staged Parquet"}
+    from airflow_agent_provider.engines.warehouse_staging import is_table_uri
+
+    return (
+        f"rule {rule.label}: in_dataset compares {dataset} ({where[is_table_uri(uri)]}, {uri}) with "
+        f"{rule.dataset} ({where[is_table_uri(other)]}, {other}); both must be staged the same way: stage both "
+        "with the same staging_conn_id (warehouse-native) or both as Parquet (no staging_conn_id)"
+    )
 
 
 def _other_views(con: Any, others: Mapping[str, DatasetRef]) -> dict[str, dict[str, str]]:
     """A temporary view of each other dataset, named after it; name -> column types."""
+    from airflow_agent_provider.engines.warehouse_sql import WarehouseCursor, add_views
+
+    if isinstance(con, WarehouseCursor):
+        return add_views(con, {name: ref.uri for name, ref in others.items()})
     views = {}
     for name, ref in others.items():
         scan = f"read_parquet({file_list(part_files(ref.uri))}, union_by_name = true)"
