@@ -127,11 +127,38 @@ def _forgiving(node: exp.Expression, dialect: str, functions: dict[str, str]) ->
         from sqlglot.time import format_time
 
         name, options = "aap_try_strptime", " SET timezone = 'UTC'"  # to_timestamp's zone, undone by the cast
-        body = {"name": name, "args": "value text, fmt text", "returns": "timestamp", "options": options}
-        functions[name] = _FORGIVING_BODY.format(**body, body="to_timestamp(value, fmt)::timestamp")
+        body = {"name": name, "args": "value text, fmt text, shape text", "returns": "timestamp", "options": options}
+        # to_timestamp ignores what follows the format and reads '' as year 1 BC: the shape check refuses both
+        parsed = "CASE WHEN value ~ shape THEN to_timestamp(value, fmt)::timestamp END"
+        functions[name] = _FORGIVING_BODY.format(**body, body=parsed)
         pg_format = format_time(fmt.this, Postgres.INVERSE_TIME_MAPPING, Postgres.INVERSE_TIME_TRIE)
-        return _session_call(name, exp.cast(value, "TEXT"), exp.Literal.string(str(pg_format)))
+        shape = exp.Literal.string(strptime_shape(fmt.this))
+        return _session_call(name, exp.cast(value, "TEXT"), exp.Literal.string(str(pg_format)), shape)
     return node
+
+
+_SHAPES = {
+    "d": "[0-9]{1,2}", "m": "[0-9]{1,2}", "H": "[0-9]{1,2}", "I": "[0-9]{1,2}", "M": "[0-9]{1,2}",
+    "S": "[0-9]{1,2}", "Y": "[0-9]{4}", "y": "[0-9]{2}", "f": "[0-9]{1,6}", "j": "[0-9]{1,3}",
+    "b": "[A-Za-z]+", "B": "[A-Za-z]+", "a": "[A-Za-z]+", "A": "[A-Za-z]+", "p": "[AaPp][Mm]",
+    "z": "[+-][0-9]{2}:?[0-9]{2}", "Z": "[A-Za-z_/+-]+", "%": "%",
+}  # fmt: skip
+
+
+def strptime_shape(fmt: str) -> str:
+    """A regular expression a value must match in full to be read by the strptime format ``fmt`` (DuckDB
+    refuses trailing text and an empty value; PostgreSQL's ``to_timestamp`` does not)."""
+    import re
+
+    parts, at = [], 0
+    while at < len(fmt):
+        if fmt[at] == "%" and at + 1 < len(fmt):
+            parts.append(_SHAPES.get(fmt[at + 1], ".*?"))
+            at += 2
+        else:
+            parts.append(r"\s+" if fmt[at].isspace() else re.escape(fmt[at]))
+            at += 1
+    return "^" + "".join(parts) + "$"
 
 
 def _session_call(name: str, *args: Any) -> Any:

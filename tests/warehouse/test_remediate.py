@@ -1,0 +1,158 @@
+"""Fix plans applied inside the warehouse on the real PostgreSQL: the DuckDB path's semantics, as SQL there."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from airflow_agent_provider.contracts import DatasetRef, FixPlan, StageResult
+from airflow_agent_provider.engines.remediate import apply_fix_plan
+from airflow_agent_provider.exceptions import FixPlanNotApplicable
+from tests.warehouse.pairs import keep_rows_in_the_warehouse, rows_of, stage_both, uri_makers
+
+ACTIONS: list[dict[str, Any]] = [
+    {"action": "rename_column", "column": "code", "to": "event_code"},
+    {"action": "cast_column", "column": "amount", "to_type": "float"},  # 'x' does not convert: NULL, counted
+    {"action": "cast_column", "column": "day", "to_type": "date", "format": "%d/%m/%Y"},  # '2024-01-03' neither
+    {"action": "cast_column", "column": "event_id", "to_type": "string"},
+    {"action": "fill_default", "column": "revenue", "value": 0},
+    {"action": "drop_rows", "rule": {"column": "user_id", "op": "is_null"}},
+    {"action": "quarantine_rows", "rule": {"column": "event_type", "op": "not_in_list", "value": ["click", "view"]},
+     "target": "events_bad"},
+    {"action": "quarantine_rows", "rule": {"column": "event_code", "op": "regex_mismatch", "value": r"^A\d+$"},
+     "target": "events_bad"},
+    {"action": "quarantine_rows", "rule": {"column": "revenue", "op": "gt", "value": 100}, "target": "events_high"},
+]  # fmt: skip
+
+
+@pytest.fixture
+def both(warehouse: sa.Engine, staging_root: str) -> tuple[dict[str, DatasetRef], dict[str, DatasetRef]]:
+    return stage_both(warehouse, staging_root)
+
+
+def apply(ref: DatasetRef, actions: list[dict[str, Any]], uri_for: Any) -> tuple[StageResult, dict[str, DatasetRef]]:
+    plan = FixPlan.model_validate({"actions": actions})
+    return apply_fix_plan(ref, plan, output_uri=uri_for("events_fix1"), quarantine_uri=uri_for)
+
+
+def test_the_plan_in_the_warehouse_equals_the_duckdb_plan(
+    both: tuple[dict[str, DatasetRef], dict[str, DatasetRef]], warehouse: sa.Engine, staging_root: str
+) -> None:
+    (parquet, tables), (to_folder, to_table) = both, uri_makers(staging_root, "remediate")
+
+    on_duckdb, bad_duckdb = apply(parquet["events"], ACTIONS, to_folder)
+    in_warehouse, bad_warehouse = apply(tables["events"], ACTIONS, to_table)
+
+    assert in_warehouse.metrics == on_duckdb.metrics
+    assert in_warehouse.metrics["cast_failures"] == {"amount": 1, "day": 1, "event_id": 0}
+    assert (in_warehouse.metrics["rows_dropped"], in_warehouse.metrics["rows_quarantined"]) == (2, 4)
+    assert sorted(in_warehouse.datasets) == sorted(on_duckdb.datasets) == ["events_bad", "events_fix1", "events_high"]
+    for name, ref in in_warehouse.datasets.items():
+        assert ref.uri == to_table(name)
+        assert ref.columns == on_duckdb.datasets[name].columns, name
+        assert rows_of(ref, warehouse) == rows_of(on_duckdb.datasets[name], warehouse), name
+    assert sorted(bad_warehouse) == sorted(bad_duckdb)
+    fixed = rows_of(in_warehouse.datasets["events_fix1"], warehouse, "event_id, amount, day, event_code")
+    assert fixed == [  # event_id is text now, sorted as text; row 3 ('x', '2024-01-03') was quarantined
+        ("1", 1.5, date(2024, 1, 1), "A1"),
+        ("10", None, date(2024, 1, 10), "A10"),
+        ("4", 4.0, date(2024, 1, 4), "A4"),
+        ("9", 9.0, date(2024, 1, 9), "A9"),
+    ]
+
+
+def test_no_row_passes_through_the_worker(
+    both: tuple[dict[str, DatasetRef], dict[str, DatasetRef]], staging_root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, tables = both
+    seen = keep_rows_in_the_warehouse(monkeypatch, most=1)  # counts only: a fix plan fetches no rows at all
+
+    result, quarantined = apply(tables["events"], ACTIONS, uri_makers(staging_root, "remediate")[1])
+
+    assert result.metrics["rows_after"] == 4 and sorted(quarantined) == ["events_bad", "events_high"]
+    assert seen and max(seen) == 1
+
+
+@pytest.mark.parametrize(
+    ("action", "why"),
+    [
+        pytest.param(
+            {"action": "cast_column", "column": "no_such", "to_type": "float"},
+            r"action #1 \(cast_column\): column 'no_such' does not exist \(columns: event_id, user_id",
+            id="missing-column",
+        ),
+        pytest.param(
+            {"action": "drop_rows", "rule": {"column": "user_id", "op": "equals", "value": "abc"}},
+            r"action #1 \(drop_rows\): value 'abc' is not a valid BIGINT for 'user_id'",
+            id="value-of-another-type",
+        ),
+        pytest.param(
+            {"action": "rename_column", "column": "code", "to": "AMOUNT"},
+            r"cannot rename 'code', 'amount' already exists",
+            id="rename-onto-another-column",
+        ),
+    ],
+)
+def test_a_plan_that_does_not_fit_fails_alike_before_anything_is_staged(
+    both: tuple[dict[str, DatasetRef], dict[str, DatasetRef]],
+    warehouse: sa.Engine,
+    staging_root: str,
+    action: dict[str, Any],
+    why: str,
+) -> None:
+    (parquet, tables), (to_folder, to_table) = both, uri_makers(staging_root, "remediate")
+
+    with pytest.raises(FixPlanNotApplicable, match=why) as on_duckdb:
+        apply(parquet["events"], [action], to_folder)
+    with pytest.raises(FixPlanNotApplicable, match=why) as in_warehouse:
+        apply(tables["events"], [action], to_table)
+
+    assert str(in_warehouse.value).split(":")[0] == str(on_duckdb.value).split(":")[0]
+    with warehouse.connect() as conn:
+        made = conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'agent_staging' AND tablename LIKE '%%events_fix1'"
+        ).scalar()
+    assert made == 0
+
+
+def test_a_missing_staging_table_is_named(
+    both: tuple[dict[str, DatasetRef], dict[str, DatasetRef]], staging_root: str
+) -> None:
+    _, tables = both
+    to_table = uri_makers(staging_root, "remediate")[1]
+    gone = tables["events"].model_copy(update={"uri": to_table("gone")})
+
+    with pytest.raises(
+        FixPlanNotApplicable, match=r"staging table postgres://wh/agent_staging\..*_gone does not exist"
+    ):
+        apply(gone, ACTIONS[:1], to_table)
+
+
+FORGIVING = [
+    pytest.param("try_strptime($v, '%d/%m/%Y')", ["", "2024-01-03", "01/01/2024", "1/1/2024", "01/01/2024 x",
+                                                  "31/02/2024", "ab/01/2024"], id="strptime"),
+    pytest.param("TRY_CAST($v AS BIGINT)", ["12", " 7 ", "x", "", "99999999999999999999", "-3"], id="bigint"),
+    pytest.param("TRY_CAST($v AS DOUBLE)", ["1.5", "1e3", "x", "", "-0.25"], id="double"),
+    pytest.param("TRY_CAST($v AS DATE)", ["2024-01-03", "2024-02-30", "x", ""], id="date"),
+    pytest.param("TRY_CAST($v AS BOOLEAN)", ["true", "false", "maybe", ""], id="boolean"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("expression", "values"), FORGIVING)
+def test_a_value_that_does_not_convert_is_null_in_both(
+    warehouse: sa.Engine, expression: str, values: list[str]
+) -> None:
+    from airflow_agent_provider.engines import staging
+    from airflow_agent_provider.engines.warehouse_sql import WarehouseCursor
+
+    duck, cursor = staging.connect(), WarehouseCursor(warehouse)
+    try:
+        for value in values:
+            want = duck.execute(f"SELECT {expression}", {"v": value}).fetchall()
+            assert cursor.execute(f"SELECT {expression}", {"v": value}).fetchall() == want, value
+    finally:
+        duck.close()
+        cursor.close()
