@@ -8,6 +8,11 @@ and sqlglot writes the warehouse's dialect. :class:`WarehouseCursor` exposes the
 DuckDB connection the validation uses (``execute(...).fetchall()``, ``extract_statements``), so the
 rule checks are one implementation for both stagings; a warehouse error is raised as
 :class:`WarehouseSqlError`, a ``duckdb.Error``, so those checks report it exactly as DuckDB's.
+Through it ``TRY_CAST`` and ``try_strptime`` keep DuckDB's NULL-on-failure (``engines.warehouse_casts``).
+
+The quarantine and the fix plans stage their outputs with :func:`stage_query` (``CREATE TABLE ... AS``
+in the cursor's session, as a run-scoped staging table) and rules read other staging tables through
+:func:`add_views`.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from airflow_agent_provider.engines.warehouse_casts import forgiving
 from airflow_agent_provider.exceptions import UnsafeSQL
 
 if TYPE_CHECKING:
@@ -79,7 +85,7 @@ def to_warehouse_safe(
     give NULL for a value that does not convert (PostgreSQL's cast raises), through session functions
     (``pg_temp``) that catch the error. Returns the SQL and the functions it calls (name -> DDL)."""
     functions: dict[str, str] = {}
-    tree = _tree(sql, params, "duckdb").transform(lambda node: _forgiving(node, dialect, functions))
+    tree = _tree(sql, params, "duckdb").transform(lambda node: forgiving(node, dialect, functions))
     return str(tree.sql(dialect=dialect)), functions
 
 
@@ -98,86 +104,6 @@ def _tree(sql: str, params: Mapping[str, Any] | None, read: str) -> Any:
     for select in tree.find_all(exp.Select):
         _expand_group_by_all(select)
     return tree
-
-
-_FORGIVING_BODY = (
-    "CREATE OR REPLACE FUNCTION pg_temp.{name}({args}) RETURNS {returns} LANGUAGE plpgsql STABLE{options} "
-    "AS $aap$ BEGIN RETURN {body}; EXCEPTION WHEN others THEN RETURN NULL; END $aap$"
-)
-
-
-def _forgiving(node: exp.Expression, dialect: str, functions: dict[str, str]) -> Any:
-    """``TRY_CAST`` to a plain type, ``try_strptime`` with a literal format: a call of a catching session function."""
-    import re
-
-    from sqlglot import exp
-
-    if isinstance(node, exp.TryCast) and node.to.this in _forgiving_types_set():
-        target = node.to.sql(dialect=dialect)
-        name = "aap_try_" + re.sub(r"[^a-z0-9]+", "_", target.lower()).strip("_")
-        body = {"name": name, "args": "value anyelement", "returns": target, "options": ""}
-        functions[name] = _FORGIVING_BODY.format(**body, body=f"value::{target}")
-        value = node.this if not isinstance(node.this, exp.Literal | exp.Null) else exp.cast(node.this, "TEXT")
-        return _session_call(name, value)
-    if isinstance(node, exp.Anonymous) and node.name.lower() == "try_strptime" and len(node.expressions) == 2:
-        value, fmt = node.expressions
-        if not (isinstance(fmt, exp.Literal) and fmt.is_string):
-            return node
-        from sqlglot.dialects.postgres import Postgres
-        from sqlglot.time import format_time
-
-        name, options = "aap_try_strptime", " SET timezone = 'UTC'"  # to_timestamp's zone, undone by the cast
-        body = {"name": name, "args": "value text, fmt text, shape text", "returns": "timestamp", "options": options}
-        # to_timestamp ignores what follows the format and reads '' as year 1 BC: the shape check refuses both
-        parsed = "CASE WHEN value ~ shape THEN to_timestamp(value, fmt)::timestamp END"
-        functions[name] = _FORGIVING_BODY.format(**body, body=parsed)
-        pg_format = format_time(fmt.this, Postgres.INVERSE_TIME_MAPPING, Postgres.INVERSE_TIME_TRIE)
-        shape = exp.Literal.string(strptime_shape(fmt.this))
-        return _session_call(name, exp.cast(value, "TEXT"), exp.Literal.string(str(pg_format)), shape)
-    return node
-
-
-_SHAPES = {
-    "d": "[0-9]{1,2}", "m": "[0-9]{1,2}", "H": "[0-9]{1,2}", "I": "[0-9]{1,2}", "M": "[0-9]{1,2}",
-    "S": "[0-9]{1,2}", "Y": "[0-9]{4}", "y": "[0-9]{2}", "f": "[0-9]{1,6}", "j": "[0-9]{1,3}",
-    "b": "[A-Za-z]+", "B": "[A-Za-z]+", "a": "[A-Za-z]+", "A": "[A-Za-z]+", "p": "[AaPp][Mm]",
-    "z": "[+-][0-9]{2}:?[0-9]{2}", "Z": "[A-Za-z_/+-]+", "%": "%",
-}  # fmt: skip
-
-
-def strptime_shape(fmt: str) -> str:
-    """A regular expression a value must match in full to be read by the strptime format ``fmt`` (DuckDB
-    refuses trailing text and an empty value; PostgreSQL's ``to_timestamp`` does not)."""
-    import re
-
-    parts, at = [], 0
-    while at < len(fmt):
-        if fmt[at] == "%" and at + 1 < len(fmt):
-            parts.append(_SHAPES.get(fmt[at + 1], ".*?"))
-            at += 2
-        else:
-            parts.append(r"\s+" if fmt[at].isspace() else re.escape(fmt[at]))
-            at += 1
-    return "^" + "".join(parts) + "$"
-
-
-def _session_call(name: str, *args: Any) -> Any:
-    from sqlglot import exp
-
-    return exp.Dot(this=exp.to_identifier("pg_temp"), expression=exp.Anonymous(this=name, expressions=list(args)))
-
-
-@functools.cache
-def _forgiving_types_set() -> frozenset[Any]:
-    from sqlglot import exp
-
-    kinds = exp.DataType.Type
-    return frozenset(
-        {
-            kinds.BIGINT, kinds.INT, kinds.SMALLINT, kinds.DOUBLE, kinds.FLOAT, kinds.DECIMAL, kinds.VARCHAR,
-            kinds.TEXT, kinds.BOOLEAN, kinds.DATE, kinds.TIMESTAMP, kinds.TIMESTAMPTZ,
-        }
-    )  # fmt: skip
 
 
 def _qualify(tree: Any, tables: Mapping[str, tuple[str, str]]) -> None:
@@ -323,7 +249,11 @@ class WarehouseCursor:
         try:
             if self.guarded and (refused := forbidden_functions(sql)):
                 raise UnsafeSQL(f"function {refused[0]}() is not allowed in the warehouse")
-            native, functions = to_warehouse_safe(sql, params, dialect=self.dialect)
+            functions: dict[str, str] = {}
+            if self.guarded:  # read-only: no session function can be created; TRY_CAST is a plain CAST there
+                native = to_warehouse(sql, params, dialect=self.dialect)
+            else:
+                native, functions = to_warehouse_safe(sql, params, dialect=self.dialect)
         except UnsafeSQL as err:
             raise WarehouseSqlError(str(err)) from err
         for name, ddl in functions.items():
