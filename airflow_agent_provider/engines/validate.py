@@ -13,7 +13,8 @@ a small dataset.
 
 Rules may read the run's other staged datasets (``others``): ``in_dataset`` checks a column's values
 against a column of another dataset, and a ``sql`` predicate may read them by name in a subquery.
-Each is a view of its name next to ``data``; the validation result records them
+Each is a view of its name next to ``data`` (on a warehouse staging table: the run's other staging
+tables of that warehouse, read there; Parquet and tables are not mixed); the validation result records them
 (:func:`referenced_datasets`) so that a quarantine or a remediation validates its rows the same way.
 """
 
@@ -156,9 +157,9 @@ def _readable_others(
 
 
 def _mixed(rule: QualityRule, dataset: str, uri: str, other: str) -> str:
-    where = {True: "a warehouse staging table", False: "staged Parquet"}
     from airflow_agent_provider.engines.warehouse_staging import is_table_uri
 
+    where = {True: "a warehouse staging table", False: "staged Parquet"}
     return (
         f"rule {rule.label}: in_dataset compares {dataset} ({where[is_table_uri(uri)]}, {uri}) with "
         f"{rule.dataset} ({where[is_table_uri(other)]}, {other}); both must be staged the same way: stage both "

@@ -134,3 +134,27 @@ def test_outputs_staged_unlike_the_input_are_refused(
         quarantine(validate(tables["events"]), to_folder)
     with pytest.raises(ValueError, match="must both be warehouse staging tables or both staged Parquet"):
         quarantine(validate(parquet["events"]), to_table)
+
+
+def test_float_values_read_as_text_the_same_from_either_staging(warehouse: sa.Engine, staging_root: str) -> None:
+    from airflow_agent_provider.contracts import parse_sources
+    from airflow_agent_provider.engines.extract import extract_sources
+
+    with warehouse.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE floats AS SELECT v::float8 AS v, v::float4 AS r FROM unnest(ARRAY['2.0', '1e15', '1e16', "
+            "'-0.0', '1e-5', 'NaN', 'Infinity', '-Infinity', '0.1', '-3.5', '123456.789', NULL]) AS t(v)"
+        )
+    sources = parse_sources([{"name": "floats", "type": "sql", "conn_id": "wh", "query": "SELECT * FROM floats"}])
+    to_folder = uri_makers(staging_root, "quarantine")[0]
+    parquet = extract_sources(sources, dataset_uri=to_folder, sql_engine=lambda conn_id: warehouse)
+    tables = extract_sources(
+        sources, dataset_uri=to_folder, sql_engine=lambda conn_id: warehouse,
+        warehouse=ws.WarehouseStaging("wh", "agent_staging", *RUN, "extract"),
+    )  # fmt: skip
+
+    want = quarantine_table_rows(parquet.datasets["floats"], WHO, output_uri=to_folder("floats_rows"), at=AT)
+    got = quarantine_table_rows(tables.datasets["floats"], WHO, output_uri=to_folder("floats_rows"), at=AT)
+
+    assert sorted(rows_of(got, warehouse, "v, r"), key=str) == sorted(rows_of(want, warehouse, "v, r"), key=str)
+    assert ("2.0", "2.0") in rows_of(got, warehouse, "v, r")
