@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from airflow_agent_provider.contracts import DatasetRef, FixPlan, StageResult
+from airflow_agent_provider.agents.calls import CallPolicy
+from airflow_agent_provider.agents.claude import Claude
+from airflow_agent_provider.agents.remediation import RemediationRequest, remediate
+from airflow_agent_provider.contracts import DatasetRef, FixPlan, StageResult, parse_quality_rules
 from airflow_agent_provider.engines.remediate import apply_fix_plan
+from airflow_agent_provider.engines.validate import validate_dataset
 from airflow_agent_provider.exceptions import FixPlanNotApplicable
+from airflow_agent_provider.testing import FakeClaude, Reply
+from tests.agents.support import KEY
 from tests.warehouse.pairs import keep_rows_in_the_warehouse, rows_of, stage_both, uri_makers
 
 ACTIONS: list[dict[str, Any]] = [
@@ -156,3 +163,52 @@ def test_a_value_that_does_not_convert_is_null_in_both(
     finally:
         duck.close()
         cursor.close()
+
+
+@pytest.fixture
+def claude() -> Iterator[tuple[FakeClaude, Claude]]:
+    """The real SDK client on FakeClaude, as the operators build it."""
+    import anthropic
+
+    with FakeClaude(api_key=KEY) as fake:
+        client = anthropic.Anthropic(api_key=KEY, base_url=fake.url, max_retries=0, timeout=10.0)
+        yield fake, Claude.of(client, policy=CallPolicy(backoff_s=0.02, deadline_s=20))
+
+
+def test_the_remediation_loop_fixes_a_staging_table_in_the_warehouse(
+    both: tuple[dict[str, DatasetRef], dict[str, DatasetRef]],
+    warehouse: sa.Engine,
+    staging_root: str,
+    claude: tuple[FakeClaude, Claude],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Claude's plans (FakeClaude) applied and re-validated in the warehouse, against the run's users table."""
+    _, tables = both
+    schema = {"event_id": "integer", "amount": "float"}
+    rules = parse_quality_rules(
+        [{"rule": "in_dataset", "column": "user_id", "dataset": "users", "dataset_column": "user_id"}]
+    )
+    validation = validate_dataset(
+        tables["events"], dataset="events", expected_schema=schema, quality_rules=rules, allow_extra_columns=True,
+        others={"users": tables["users"]},
+    )  # fmt: skip
+    assert [i.type for i in validation.issues] == ["schema_mismatch", "value_not_in_dataset"]
+    request = RemediationRequest(
+        dataset="events", ref=tables["events"], validation=validation, uri_for=uri_makers(staging_root, "remediate")[1],
+        output_dataset="events", expected_schema=schema, quality_rules=rules,
+    )  # fmt: skip
+    cast = {"action": "cast_column", "column": "amount", "to_type": "float"}
+    unknown = {"action": "quarantine_rows", "rule": {"column": "user_id", "op": "equals", "value": 99},
+               "target": "events_unknown_user"}  # fmt: skip
+    fake, client = claude
+    fake.add(Reply.json({"actions": [cast], "rationale": "cast"}), times=1)
+    fake.add(Reply.json({"actions": [unknown], "rationale": "take the unknown user out"}), times=1)
+    keep_rows_in_the_warehouse(monkeypatch, most=5)
+
+    outcome = remediate(client, request)
+
+    assert outcome.passed and [i["outcome"] for i in outcome.iterations] == ["fail", "pass"]
+    assert outcome.fixed is not None and outcome.fixed.uri == uri_makers(staging_root, "remediate")[1]("events_fix2")
+    assert outcome.fixed.row_count == 9 and outcome.fixed.columns["amount"] == "float"
+    assert [ref.row_count for ref in outcome.quarantined.values()] == [1]
+    assert rows_of(outcome.quarantined["events_unknown_user"], warehouse, "event_id, user_id") == [(10, 99)]
