@@ -74,7 +74,11 @@ def _try_cast(name: str, target: str, functions: dict[str, str], literal: bool) 
     and for a type with a sure shape an inlinable SQL function that casts sure values directly."""
     catching = f"{name}_x"
     body = {"name": catching, "args": "value anyelement", "returns": target, "options": ""}
-    functions[catching] = _FORGIVING_BODY.format(**body, body=f"value::{target}")
+    # DuckDB reads '1.5' as the integer 2 and rounds halves away from zero, as numeric's round does
+    whole = target.upper() in ("BIGINT", "INT", "SMALLINT")
+    functions[catching] = _FORGIVING_BODY.format(
+        **body, body=f"round(value::text::numeric)::{target}" if whole else f"value::{target}"
+    )
     sure = _SURE.get(target.upper())
     if sure is None or literal:  # a literal: a constant cast would be folded (and raise) while planning
         return catching

@@ -141,10 +141,12 @@ def test_a_missing_staging_table_is_named(
 FORGIVING = [
     pytest.param("try_strptime($v, '%d/%m/%Y')", ["", "2024-01-03", "01/01/2024", "1/1/2024", "01/01/2024 x",
                                                   "31/02/2024", "ab/01/2024"], id="strptime"),
-    pytest.param("TRY_CAST($v AS BIGINT)", ["12", " 7 ", "x", "", "99999999999999999999", "-3"], id="bigint"),
-    pytest.param("TRY_CAST($v AS DOUBLE)", ["1.5", "1e3", "x", "", "-0.25"], id="double"),
+    pytest.param("TRY_CAST($v AS BIGINT)", ["12", " 7 ", "x", "", "99999999999999999999", "-3", "+5",
+                                            "999999999999999999", "1.5", "2.5", "-2.5", "1e3", "--1"], id="bigint"),
+    pytest.param("TRY_CAST($v AS DOUBLE)", ["1.5", "1e3", "x", "", "-0.25", "7.", ".5", "1.2.3", "+",
+                                            "123456789012345678901234567890123"], id="double"),
     pytest.param("TRY_CAST($v AS DATE)", ["2024-01-03", "2024-02-30", "x", ""], id="date"),
-    pytest.param("TRY_CAST($v AS BOOLEAN)", ["true", "false", "maybe", ""], id="boolean"),
+    pytest.param("TRY_CAST($v AS BOOLEAN)", ["true", "false", "maybe", "", "TRUE"], id="boolean"),
 ]  # fmt: skip
 
 
@@ -156,10 +158,12 @@ def test_a_value_that_does_not_convert_is_null_in_both(
     from airflow_agent_provider.engines.warehouse_sql import WarehouseCursor
 
     duck, cursor = staging.connect(), WarehouseCursor(warehouse)
+    column = expression.replace("$v", "v")  # a column, not a literal: the sure-shape path is taken where it fits
     try:
         for value in values:
             want = duck.execute(f"SELECT {expression}", {"v": value}).fetchall()
             assert cursor.execute(f"SELECT {expression}", {"v": value}).fetchall() == want, value
+            assert cursor.execute(f"SELECT {column} FROM (SELECT $v AS v) AS t", {"v": value}).fetchall() == want, value
     finally:
         duck.close()
         cursor.close()
