@@ -136,7 +136,6 @@ def _readable_others(
     They are read where the data is: a warehouse staging table's rules read the run's other staging
     tables, staged Parquet's the other Parquet (an ``in_dataset`` across the two is refused).
     """
-    from airflow_agent_provider.engines.warehouse_staging import is_table_uri
 
     others = {name: ref for name, ref in (others or {}).items() if name not in (dataset, "data")}
     for name, ref in others.items():
@@ -149,17 +148,32 @@ def _readable_others(
                 f"rule {rule.label}: no other staged dataset named {rule.dataset!r} reaches this validation "
                 f"(it has: {held}); pass the task that stages it in upstream="
             )
-        if rule.rule == "in_dataset" and is_table_uri(others[str(rule.dataset)].uri) != is_table_uri(uri):
+        if rule.rule == "in_dataset" and not _readable_beside(uri, others[str(rule.dataset)].uri):
             raise ValueError(_mixed(rule, dataset, uri, others[str(rule.dataset)].uri))
     if not any(rule.rule in ("in_dataset", "sql") for rule in rules):
         return {}
-    return {name: ref for name, ref in others.items() if is_table_uri(ref.uri) == is_table_uri(uri)}
+    return {name: ref for name, ref in others.items() if _readable_beside(uri, ref.uri)}
+
+
+def _readable_beside(uri: str, other: str) -> bool:
+    """Whether a rule on ``uri`` can read ``other`` where it is: both Parquet, or both tables of one warehouse."""
+    from airflow_agent_provider.engines.warehouse_sql import same_warehouse
+    from airflow_agent_provider.engines.warehouse_staging import is_table_uri
+
+    if is_table_uri(uri) != is_table_uri(other):
+        return False
+    return not is_table_uri(uri) or same_warehouse(uri, other)
 
 
 def _mixed(rule: QualityRule, dataset: str, uri: str, other: str) -> str:
     from airflow_agent_provider.engines.warehouse_staging import is_table_uri
 
     where = {True: "a warehouse staging table", False: "staged Parquet"}
+    if is_table_uri(uri) and is_table_uri(other):
+        return (
+            f"rule {rule.label}: in_dataset compares {dataset} ({uri}) with {rule.dataset} ({other}), a staging "
+            "table in another warehouse; stage both with the same staging_conn_id"
+        )
     return (
         f"rule {rule.label}: in_dataset compares {dataset} ({where[is_table_uri(uri)]}, {uri}) with "
         f"{rule.dataset} ({where[is_table_uri(other)]}, {other}); both must be staged the same way: stage both "

@@ -336,6 +336,16 @@ def add_views(cursor: WarehouseCursor, tables: Mapping[str, str]) -> dict[str, d
     return views
 
 
+def same_warehouse(uri: str, other: str) -> bool:
+    """Whether two staging tables are in one database (a statement can read both)."""
+    from airflow_agent_provider.engines import warehouse_staging as ws
+
+    first, second = ws.StagedTable.parse(uri), ws.StagedTable.parse(other)
+    return first.conn_id == second.conn_id or ws.same_database(
+        ws.engine_for(first.conn_id), ws.engine_for(second.conn_id)
+    )
+
+
 def stage_query(cursor: WarehouseCursor, sql: str, uri: str) -> DatasetRef:
     """Stage the rows of a DuckDB-dialect query run in ``cursor``'s session as the staging table ``uri``
     (replacing an earlier try, in one transaction), and describe it."""

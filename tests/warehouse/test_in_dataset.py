@@ -108,7 +108,14 @@ def test_a_table_of_another_warehouse_is_refused(
     made = ws._CONNECTOR.make
     monkeypatch.setattr(ws._CONNECTOR, "make", lambda conn_id: other if conn_id == "other" else made(conn_id))  # type: ignore[misc]
     try:
-        with pytest.raises(ValueError, match=r"staging table postgres://other/.* \(users\) is in another warehouse"):
+        with pytest.raises(
+            ValueError, match=r"with users \(postgres://other/.*\), a staging table in another warehouse"
+        ):
             validate(tables, others={"users": elsewhere})
+        sql_only = [rule for rule in RULES if rule.rule == "sql"]  # a predicate reads only what is beside the data
+        result = validate_dataset(
+            tables["events"], dataset="events", quality_rules=sql_only, others={"users": elsewhere}
+        )
+        assert [i.type for i in result.issues] == ["rule_error"] and "users" in result.issues[0].message
     finally:
         other.dispose()
