@@ -208,7 +208,7 @@ def _split(
     """(clean rows, quarantined rows by name, rows per quarantine action); the input itself without a plan."""
     if plan is None:
         return ref, {}, {}
-    applied, quarantined = apply_fix_plan(ref, plan, output_uri=uri_for(name), quarantine_uri=uri_for)
+    applied, quarantined = apply_fix_plan(ref, plan, output_uri=uri_for(name), quarantine_uri=uri_for, name=name)
     return applied.datasets[name], quarantined, _counts(plan, applied.metrics)
 
 

@@ -25,7 +25,7 @@ run columns are added, NULL for the rows written before.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -73,27 +73,63 @@ def quarantine_table_rows(
     :param output_uri: where to stage the rows for the load.
     :param at: when they were quarantined (default: now).
     """
+    from airflow_agent_provider.engines.warehouse_staging import is_table_uri
+
     at = at or datetime.now(timezone.utc)
+    if is_table_uri(ref.uri):
+        return _warehouse_rows(ref, run, output_uri, at)
     con = staging.connect()
     try:
         scan = staging.scan_sql(ref.uri)
-        columns = staging.columns_of(con, scan)
-        data = [f"CAST({quote_ident(c)} AS VARCHAR) AS {quote_ident(c)}" for c in columns if c not in RUN_COLUMNS]
-        rule = quote_ident(QUARANTINE_RULE_COLUMN) if QUARANTINE_RULE_COLUMN in columns else "NULL"
-        interval = "/".join(_iso(moment) for moment in run.data_interval) if run.data_interval else None
-        values = {
-            QUARANTINE_RULE_COLUMN: f"CAST({rule} AS VARCHAR)",
-            "quarantine_dag_id": _text(run.dag_id),
-            "quarantine_run_id": _text(run.run_id),
-            "quarantine_logical_date": _timestamp(run.logical_date),
-            "quarantine_data_interval": _text(interval),
-            "quarantine_task_id": _text(run.task_id),
-            "quarantined_at": _timestamp(at),
-        }
-        meta = [f"{value} AS {quote_ident(name)}" for name, value in values.items()]
-        return staging.write_query(con, f"SELECT {', '.join([*data, *meta])} FROM {scan}", output_uri)
+        query = _rows_sql(scan, list(staging.columns_of(con, scan)), run, at)
+        return staging.write_query(con, query, output_uri)
     finally:
         con.close()
+
+
+def _warehouse_rows(ref: DatasetRef, run: QuarantineRun, output_uri: str, at: datetime) -> DatasetRef:
+    """The rows of a quarantined staging table in the table's shape, as a staging table next to it
+    (``CREATE TABLE ... AS``, named after ``output_uri``'s last segment): the load then moves them
+    inside the warehouse with ``INSERT ... SELECT``."""
+    from airflow_agent_provider.engines import warehouse_staging as ws
+    from airflow_agent_provider.engines.warehouse_sql import WarehouseCursor, sibling_table, stage_query
+
+    table = ws.StagedTable.parse(ref.uri)
+    target = sibling_table(ref.uri, output_uri.rstrip("/").rsplit("/", 1)[-1])
+    cursor = WarehouseCursor(ws.engine_for(table.conn_id), dialect=table.dialect)
+    try:
+        types = ws.table_columns(cursor._conn, table)
+        return stage_query(cursor, _rows_sql(table.sql, list(types), run, at, text=_duckdb_text(types)), target)
+    finally:
+        cursor.close()
+
+
+def _rows_sql(
+    scan: str, columns: Sequence[str], run: QuarantineRun, at: datetime, *, text: Mapping[str, str] | None = None
+) -> str:
+    """DuckDB-dialect SELECT of the quarantine table's shape over the quarantined rows ``scan``.
+
+    :param text: column -> the expression that writes its values as text (default ``CAST(... AS VARCHAR)``).
+    """
+    text = text or {}
+    data = [
+        f"{text.get(c) or f'CAST({quote_ident(c)} AS VARCHAR)'} AS {quote_ident(c)}"
+        for c in columns
+        if c not in RUN_COLUMNS
+    ]
+    rule = quote_ident(QUARANTINE_RULE_COLUMN) if QUARANTINE_RULE_COLUMN in columns else "NULL"
+    interval = "/".join(_iso(moment) for moment in run.data_interval) if run.data_interval else None
+    values = {
+        QUARANTINE_RULE_COLUMN: f"CAST({rule} AS VARCHAR)",
+        "quarantine_dag_id": _text(run.dag_id),
+        "quarantine_run_id": _text(run.run_id),
+        "quarantine_logical_date": _timestamp(run.logical_date),
+        "quarantine_data_interval": _text(interval),
+        "quarantine_task_id": _text(run.task_id),
+        "quarantined_at": _timestamp(at),
+    }
+    meta = [f"{value} AS {quote_ident(name)}" for name, value in values.items()]
+    return f"SELECT {', '.join([*data, *meta])} FROM {scan}"
 
 
 def migrate_quarantine_table(engine: sqlalchemy.engine.Engine, table: str) -> list[str]:
@@ -143,6 +179,23 @@ def _to_text(wh: Warehouse, name: TableName, existing: dict[str, str], typed: Se
     for index, key in enumerate(keys):
         columns = sorted((spelled[column.lower()] for column in key), key=list(existing).index)
         wh.create_unique_index(name, f"{name.name}__key{index}", columns)
+
+
+def _duckdb_text(types: Mapping[str, str]) -> dict[str, str]:
+    """Float columns written as text the way DuckDB writes them (``2.0``, ``nan``, ``inf``; the warehouse
+    writes ``2``, ``NaN``, ``Infinity``), so a quarantined value reads the same from either staging."""
+    found = {}
+    for column, kind in types.items():
+        if kind.upper() not in ("DOUBLE", "FLOAT"):
+            continue
+        c = quote_ident(column)
+        found[column] = (
+            f"CASE WHEN isnan({c}) THEN 'nan' WHEN {c} = CAST('inf' AS DOUBLE) THEN 'inf' "
+            f"WHEN {c} = CAST('-inf' AS DOUBLE) THEN '-inf' WHEN {c} = 0 AND CAST({c} AS VARCHAR) = '-0' THEN '-0.0' "
+            f"WHEN {c} = trunc({c}) AND abs({c}) < 1e16 THEN CAST(CAST({c} AS DECIMAL(38, 0)) AS VARCHAR) || '.0' "
+            f"ELSE CAST({c} AS VARCHAR) END"
+        )
+    return found
 
 
 def _text(value: str | None) -> str:

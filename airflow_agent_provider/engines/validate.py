@@ -13,7 +13,8 @@ a small dataset.
 
 Rules may read the run's other staged datasets (``others``): ``in_dataset`` checks a column's values
 against a column of another dataset, and a ``sql`` predicate may read them by name in a subquery.
-Each is a view of its name next to ``data``; the validation result records them
+Each is a view of its name next to ``data`` (on a warehouse staging table: the run's other staging
+tables of that warehouse, read there; Parquet and tables are not mixed); the validation result records them
 (:func:`referenced_datasets`) so that a quarantine or a remediation validates its rows the same way.
 """
 
@@ -132,18 +133,10 @@ def _readable_others(
 ) -> dict[str, DatasetRef]:
     """The other datasets the rules may read: all of them when a rule reads other datasets, else none.
 
-    A warehouse staging table's rules read no other dataset yet: ``in_dataset`` is refused there.
+    They are read where the data is: a warehouse staging table's rules read the run's other staging
+    tables, staged Parquet's the other Parquet (an ``in_dataset`` across the two is refused).
     """
-    from airflow_agent_provider.engines.warehouse_staging import is_table_uri
 
-    if is_table_uri(uri):
-        for rule in rules:
-            if rule.rule == "in_dataset":
-                raise ValueError(
-                    f"rule {rule.label}: in_dataset does not run on a warehouse staging table yet; "
-                    "validate this dataset with Parquet staging (no staging_conn_id) to check it against another"
-                )
-        return {}
     others = {name: ref for name, ref in (others or {}).items() if name not in (dataset, "data")}
     for name, ref in others.items():
         if not isinstance(ref, DatasetRef):
@@ -155,11 +148,45 @@ def _readable_others(
                 f"rule {rule.label}: no other staged dataset named {rule.dataset!r} reaches this validation "
                 f"(it has: {held}); pass the task that stages it in upstream="
             )
-    return others if any(rule.rule in ("in_dataset", "sql") for rule in rules) else {}
+        if rule.rule == "in_dataset" and not _readable_beside(uri, others[str(rule.dataset)].uri):
+            raise ValueError(_mixed(rule, dataset, uri, others[str(rule.dataset)].uri))
+    if not any(rule.rule in ("in_dataset", "sql") for rule in rules):
+        return {}
+    return {name: ref for name, ref in others.items() if _readable_beside(uri, ref.uri)}
+
+
+def _readable_beside(uri: str, other: str) -> bool:
+    """Whether a rule on ``uri`` can read ``other`` where it is: both Parquet, or both tables of one warehouse."""
+    from airflow_agent_provider.engines.warehouse_sql import same_warehouse
+    from airflow_agent_provider.engines.warehouse_staging import is_table_uri
+
+    if is_table_uri(uri) != is_table_uri(other):
+        return False
+    return not is_table_uri(uri) or same_warehouse(uri, other)
+
+
+def _mixed(rule: QualityRule, dataset: str, uri: str, other: str) -> str:
+    from airflow_agent_provider.engines.warehouse_staging import is_table_uri
+
+    where = {True: "a warehouse staging table", False: "staged Parquet"}
+    if is_table_uri(uri) and is_table_uri(other):
+        return (
+            f"rule {rule.label}: in_dataset compares {dataset} ({uri}) with {rule.dataset} ({other}), a staging "
+            "table in another warehouse; stage both with the same staging_conn_id"
+        )
+    return (
+        f"rule {rule.label}: in_dataset compares {dataset} ({where[is_table_uri(uri)]}, {uri}) with "
+        f"{rule.dataset} ({where[is_table_uri(other)]}, {other}); both must be staged the same way: stage both "
+        "with the same staging_conn_id (warehouse-native) or both as Parquet (no staging_conn_id)"
+    )
 
 
 def _other_views(con: Any, others: Mapping[str, DatasetRef]) -> dict[str, dict[str, str]]:
     """A temporary view of each other dataset, named after it; name -> column types."""
+    from airflow_agent_provider.engines.warehouse_sql import WarehouseCursor, add_views
+
+    if isinstance(con, WarehouseCursor):
+        return add_views(con, {name: ref.uri for name, ref in others.items()})
     views = {}
     for name, ref in others.items():
         scan = f"read_parquet({file_list(part_files(ref.uri))}, union_by_name = true)"

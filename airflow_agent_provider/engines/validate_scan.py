@@ -128,7 +128,7 @@ def sandbox(
     if is_table_uri(uri):  # a warehouse staging table: a read-only, guarded session of the warehouse
         from airflow_agent_provider.engines.warehouse_sql import open_data_view
 
-        return open_data_view(uri, sandboxed=True)[0]  # type: ignore[return-value]
+        return open_data_view(uri, sandboxed=True, others=others)[0]  # type: ignore[return-value]
     locked = _SANDBOX.cursor()
     for name, where in {"data": uri, **(others or {})}.items():
         schema = con.sql(f"SELECT * FROM {quote_ident(name)} LIMIT 0").to_arrow_table().schema

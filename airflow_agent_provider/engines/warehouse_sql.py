@@ -8,19 +8,29 @@ and sqlglot writes the warehouse's dialect. :class:`WarehouseCursor` exposes the
 DuckDB connection the validation uses (``execute(...).fetchall()``, ``extract_statements``), so the
 rule checks are one implementation for both stagings; a warehouse error is raised as
 :class:`WarehouseSqlError`, a ``duckdb.Error``, so those checks report it exactly as DuckDB's.
+Through it ``TRY_CAST`` and ``try_strptime`` keep DuckDB's NULL-on-failure (``engines.warehouse_casts``).
+
+The quarantine and the fix plans stage their outputs with :func:`stage_query` (``CREATE TABLE ... AS``
+in the cursor's session, as a run-scoped staging table) and rules read other staging tables through
+:func:`add_views`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from airflow_agent_provider.engines.warehouse_casts import forgiving
 from airflow_agent_provider.exceptions import UnsafeSQL
 
 if TYPE_CHECKING:
     import sqlalchemy
     from sqlglot import exp
+
+    from airflow_agent_provider.contracts import DatasetRef
 
 # Functions a warehouse predicate or transformation may not call: they read files, settings or
 # other databases, or change the session (PostgreSQL's names; the DuckDB gate covers DuckDB's).
@@ -62,6 +72,24 @@ def to_warehouse(
     :param tables: name (lower case) -> (schema, table): unqualified references to these names (not
         the query's own CTEs) read that table, under their old name as alias; any other table is refused.
     """
+    tree = _tree(sql, params, read)
+    if tables is not None:
+        _qualify(tree, tables)
+    return str(tree.sql(dialect=dialect))
+
+
+def to_warehouse_safe(
+    sql: str, params: Mapping[str, Any] | None = None, *, dialect: str = "postgres"
+) -> tuple[str, dict[str, str]]:
+    """:func:`to_warehouse` with DuckDB's forgiving conversions kept: ``TRY_CAST`` and ``try_strptime``
+    give NULL for a value that does not convert (PostgreSQL's cast raises), through session functions
+    (``pg_temp``) that catch the error. Returns the SQL and the functions it calls (name -> DDL)."""
+    functions: dict[str, str] = {}
+    tree = _tree(sql, params, "duckdb").transform(lambda node: forgiving(node, dialect, functions))
+    return str(tree.sql(dialect=dialect)), functions
+
+
+def _tree(sql: str, params: Mapping[str, Any] | None, read: str) -> Any:
     import sqlglot
     from sqlglot import exp
 
@@ -75,9 +103,7 @@ def to_warehouse(
     tree: Any = bound.transform(_rewrite)
     for select in tree.find_all(exp.Select):
         _expand_group_by_all(select)
-    if tables is not None:
-        _qualify(tree, tables)
-    return tree.sql(dialect=dialect)
+    return tree
 
 
 def _qualify(tree: Any, tables: Mapping[str, tuple[str, str]]) -> None:
@@ -189,8 +215,8 @@ def _expand_group_by_all(select: exp.Select) -> None:
 class WarehouseCursor:
     """A warehouse session speaking the part of DuckDB's connection API the validation uses.
 
-    One autocommit connection (a temporary view lives as long as it); ``read_only`` makes every
-    later transaction read-only (custom predicates run there, as in DuckDB's locked sandbox).
+    One autocommit connection, reset when opened (a temporary view lives as long as the cursor);
+    ``read_only`` makes every later transaction read-only (custom predicates run there, as in DuckDB's locked sandbox).
     """
 
     def __init__(self, engine: sqlalchemy.engine.Engine, *, dialect: str = "postgres", guarded: bool = False) -> None:
@@ -201,6 +227,9 @@ class WarehouseCursor:
         self._raw = raw
         self._cursor: Any = self._raw.cursor()
         self._rows: list[tuple[Any, ...]] = []
+        self._functions: set[str] = set()
+        # a pooled session may hold an earlier cursor's temporary views, functions or read-only setting
+        self.native("DISCARD ALL")
 
     def native(self, sql: str) -> WarehouseCursor:
         """Run SQL already in the warehouse's dialect."""
@@ -213,13 +242,25 @@ class WarehouseCursor:
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> WarehouseCursor:
         """Run DuckDB-dialect SQL with ``$name`` parameters, transpiled for the warehouse."""
+        return self.native(self.prepare(sql, params))
+
+    def prepare(self, sql: str, params: Mapping[str, Any] | None = None) -> str:
+        """DuckDB-dialect SQL as the warehouse runs it, the session functions it calls created first."""
         try:
             if self.guarded and (refused := forbidden_functions(sql)):
                 raise UnsafeSQL(f"function {refused[0]}() is not allowed in the warehouse")
-            native = to_warehouse(sql, params, dialect=self.dialect)
+            functions: dict[str, str] = {}
+            if self.guarded:  # read-only: no session function can be created; TRY_CAST is a plain CAST there
+                native = to_warehouse(sql, params, dialect=self.dialect)
+            else:
+                native, functions = to_warehouse_safe(sql, params, dialect=self.dialect)
         except UnsafeSQL as err:
             raise WarehouseSqlError(str(err)) from err
-        return self.native(native)
+        for name, ddl in functions.items():
+            if name not in self._functions:
+                self.native(ddl)
+                self._functions.add(name)
+        return native
 
     def fetchall(self) -> list[tuple[Any, ...]]:
         return self._rows
@@ -237,6 +278,10 @@ class WarehouseCursor:
         return self
 
     def close(self) -> None:
+        """Return the session to the pool without its temporary views (which would hold off a DROP of their
+        tables, e.g. by retention) and settings."""
+        with contextlib.suppress(Exception):  # a broken session is closed all the same
+            self._cursor.execute("DISCARD ALL")
         try:
             self._cursor.close()
         finally:
@@ -248,25 +293,94 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def open_data_view(uri: str, *, sandboxed: bool = False) -> tuple[WarehouseCursor, dict[str, str]]:
+def open_data_view(
+    uri: str, *, sandboxed: bool = False, others: Mapping[str, str] | None = None
+) -> tuple[WarehouseCursor, dict[str, str]]:
     """A warehouse session with the staging table of ``uri`` as the temporary view ``data``, and its
     columns (name -> DuckDB type name), as the validation sees a staged dataset.
 
     ``sandboxed``: the session is read-only and refuses functions that read files, settings or other
     databases (where custom predicates run, as DuckDB's locked sandbox on the Parquet path).
+    ``others``: the run's other staging tables (name -> URI) a rule may read, each a view of its name.
     """
     from airflow_agent_provider.engines import warehouse_staging as ws
 
     table = ws.StagedTable.parse(uri)
     cursor = WarehouseCursor(ws.engine_for(table.conn_id), dialect=table.dialect)
     try:
-        cursor.native(f"CREATE TEMP VIEW data AS SELECT * FROM {table.sql}")
-        types = ws.table_columns(cursor._conn, table)
-        if not types:
-            raise ws.WarehouseStagingError(f"staging table {uri} does not exist")
+        types = add_views(cursor, {"data": uri})["data"]
+        add_views(cursor, others or {})
         if sandboxed:
             cursor.read_only().guarded = True
     except BaseException:
         cursor.close()
         raise
     return cursor, types
+
+
+def add_views(cursor: WarehouseCursor, tables: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """A temporary view of each staging table (name -> URI) under its name, in ``cursor``'s session; the
+    views' columns (name -> DuckDB type name). Every table must be in the session's database."""
+    from airflow_agent_provider.engines import warehouse_staging as ws
+    from airflow_agent_provider.engines.sqlsafe import quote_ident
+
+    views = {}
+    for name, uri in tables.items():
+        table = ws.StagedTable.parse(uri)
+        if not ws.same_database(ws.engine_for(table.conn_id), cursor._conn.engine):
+            raise ValueError(f"staging table {uri} ({name}) is in another warehouse than this stage's data")
+        cursor.native(f"CREATE OR REPLACE TEMP VIEW {quote_ident(name)} AS SELECT * FROM {table.sql}")
+        views[name] = ws.table_columns(cursor._conn, table)
+        if not views[name]:
+            raise ws.WarehouseStagingError(f"staging table {uri} does not exist")
+    return views
+
+
+def same_warehouse(uri: str, other: str) -> bool:
+    """Whether two staging tables are in one database (a statement can read both)."""
+    from airflow_agent_provider.engines import warehouse_staging as ws
+
+    first, second = ws.StagedTable.parse(uri), ws.StagedTable.parse(other)
+    return first.conn_id == second.conn_id or ws.same_database(
+        ws.engine_for(first.conn_id), ws.engine_for(second.conn_id)
+    )
+
+
+def stage_query(cursor: WarehouseCursor, sql: str, uri: str) -> DatasetRef:
+    """Stage the rows of a DuckDB-dialect query run in ``cursor``'s session as the staging table ``uri``
+    (replacing an earlier try, in one transaction), and describe it."""
+    from airflow_agent_provider.engines import warehouse_staging as ws
+
+    table = ws.StagedTable.parse(uri)
+    engine = ws.engine_for(table.conn_id)
+    if not ws.same_database(engine, cursor._conn.engine):
+        raise ValueError(f"staging table {uri} is in another warehouse than the data it is made from")
+    ws.ensure_schema(engine, table.schema)
+    query = cursor.prepare(sql)
+    cursor.native(f"DROP TABLE IF EXISTS {table.sql}; CREATE TABLE {table.sql} AS {query}")
+    return ws.describe_table(engine, table)
+
+
+_RUN_TASK = re.compile(r"^aap_[0-9a-f]{10}_[0-9a-f]{6}_")
+
+
+def sibling_table(uri: str, dataset: str) -> str:
+    """The URI of another dataset of the same run and task as the staging table ``uri`` (retention drops it
+    with the run's other tables)."""
+    from airflow_agent_provider.contracts.identifiers import check_name
+    from airflow_agent_provider.engines import warehouse_staging as ws
+    from airflow_agent_provider.engines.sqlsafe import identifier
+
+    table = ws.StagedTable.parse(uri)
+    found = _RUN_TASK.match(table.table)
+    if found is None:
+        raise ws.WarehouseStagingError(f"{uri} is not a run's staging table (aap_<run>_<task>_<dataset>)")
+    name = identifier(found.group(0) + check_name(dataset, "dataset name").lower()[:40], "staging table")
+    return ws.StagedTable(table.conn_id, table.schema, name, table.scheme).uri
+
+
+def dataset_of(uri: str) -> str:
+    """The dataset name a run's staging table stands for (lower case, as its table name holds it)."""
+    table = uri.rsplit(".", 1)[-1]
+    found = _RUN_TASK.match(table)
+    return table[found.end() :] if found else table

@@ -94,6 +94,8 @@ class QuarantineOperator(StageOperator):
         self.staging_root = staging_root
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from functools import partial
+
         from airflow_agent_provider.contracts import parse_quality_rules, parse_upstream
         from airflow_agent_provider.engines.quarantine import quarantine_dataset
         from airflow_agent_provider.operators import _common
@@ -103,8 +105,10 @@ class QuarantineOperator(StageOperator):
         with stage_errors(self.task_id):
             results = parse_upstream(self.validation)
             name, validation = _common.find_dataset(results, self.dataset)
+            scope = _common.run_scope(context)  # the clean rows are staged next to the input (table or Parquet)
             result = quarantine_dataset(
-                validation, uri_for=_common.run_scope(context).uri_factory(self.staging_root), dataset=name,
+                validation, uri_for=partial(_common.output_uri, scope, self.staging_root, validation.datasets),
+                dataset=name,
                 quality_rules=parse_quality_rules(self.quality_rules), expected_schema=self.expected_schema,
                 fail_on_schema_mismatch=self.fail_on_schema_mismatch,
                 fail_on_null_rate_exceeds=self.fail_on_null_rate_exceeds,

@@ -109,6 +109,8 @@ class SchemaRemediationOperator(ClaudeStageOperator):
         return self.keep_for_lineage(context, result.model_dump(mode="json"))
 
     def _request(self, context: Context) -> RemediationRequest:
+        from functools import partial
+
         from airflow_agent_provider.agents.fixes import check_allowed_actions
         from airflow_agent_provider.agents.remediation import RemediationRequest
         from airflow_agent_provider.contracts import parse_quality_rules, parse_upstream
@@ -120,7 +122,7 @@ class SchemaRemediationOperator(ClaudeStageOperator):
             dataset=name,
             ref=validation.datasets[name],
             validation=validation,
-            uri_for=_common.run_scope(context).uri_factory(self.staging_root),
+            uri_for=partial(_common.output_uri, _common.run_scope(context), self.staging_root, validation.datasets),
             output_dataset=self.output_dataset or name,
             expected_schema=dict(self.expected_schema or {}),
             quality_rules=parse_quality_rules(self.quality_rules),

@@ -26,8 +26,10 @@ DAY = "2026-11-10"
 ORDERS = """
 CREATE TABLE orders (order_id bigint PRIMARY KEY, customer_id bigint, amount double precision, day date);
 INSERT INTO orders VALUES (1, 1, 10.0, '2026-11-10'), (2, 2, 20.5, '2026-11-10'), (3, 1, 4.5, '2026-11-10'),
-  (4, 3, 7.0, '2026-11-10'), (5, 2, 99.0, '2026-11-09'), (6, 3, 1.25, '2026-11-10');
+  (4, 3, 7.0, '2026-11-10'), (5, 2, 99.0, '2026-11-09'), (6, 3, 1.25, '2026-11-10'),
+  (7, NULL, 5.0, '2026-11-11'), (8, 2, -3.0, '2026-11-11'), (9, 1, 12.0, '2026-11-11'), (10, 3, 8.0, '2026-11-11');
 """
+BAD_DAY = "2026-11-11"
 
 
 @pytest.fixture
@@ -99,4 +101,50 @@ def test_warehouse_mode_matches_parquet_mode_without_rows_in_the_worker(
     assert "region_revenue_warehouse__snap" in load["snapshot_created"]  # the rerun snapshotted the table
 
     # the run succeeded: retention drops its staging tables (in the background)
+    wait_until(lambda: not staging_tables(pipeline), 30, "the run's staging tables to be dropped")
+
+
+def quarantined(engine: sa.Engine, name: str) -> list[tuple[Any, ...]]:
+    with engine.connect() as conn:
+        return [
+            tuple(r)
+            for r in conn.exec_driver_sql(
+                f"SELECT order_id, customer_id, amount, day, quarantine_rule, quarantine_task_id FROM {name} ORDER BY 1"
+            )
+        ]
+
+
+def test_a_bad_day_is_quarantined_in_the_warehouse_as_with_parquet(
+    pipeline: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parquet = run_dag("wh_pipeline_parquet", BAD_DAY)
+    assert set(task_states(parquet).values()) == {"success"}, task_states(parquet)
+    expected = table(pipeline, "region_revenue_parquet")
+    assert expected == [("north", BAD_DAY, 2, 20.0)]  # orders 9 and 10; 7 (no customer) and 8 (negative) are out
+    expected_quarantine = quarantined(pipeline, "public.orders_quarantine_parquet")
+    assert [row[:2] for row in expected_quarantine] == [("7", None), ("8", "2")]
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("warehouse rows were read into the worker")
+
+    parquet_batches = Staged.batches
+
+    def batches(self: Staged, *args: Any, **kwargs: Any) -> Any:
+        if self.in_warehouse:
+            refuse()
+        return parquet_batches(self, *args, **kwargs)
+
+    monkeypatch.setattr(extract_engine, "extract_sql", refuse)
+    monkeypatch.setattr(Staged, "batches", batches)
+    for _ in range(2):  # a rerun of the date gives the same warehouse state (the quarantine upserts by order_id)
+        run = run_dag("wh_pipeline_warehouse", BAD_DAY)
+        assert set(task_states(run).values()) == {"success"}, task_states(run)
+        assert table(pipeline, "region_revenue_warehouse") == expected
+        assert quarantined(pipeline, "public.orders_quarantine_warehouse") == expected_quarantine
+
+    metrics = xcom(run, "quarantine")["metrics"]
+    assert (metrics["rows_before"], metrics["rows_after"], metrics["rows_quarantined"]) == (4, 2, 2)
+    assert metrics["quarantine_rows_loaded"] == 2
+    prefix = f"postgres://wh_pg/agent_staging.{ws.run_prefix('wh_pipeline_warehouse', run.run_id)}"
+    assert all(ref["uri"].startswith(prefix) for ref in xcom(run, "quarantine")["datasets"].values())
     wait_until(lambda: not staging_tables(pipeline), 30, "the run's staging tables to be dropped")

@@ -122,5 +122,7 @@ def test_mixed_parquet_and_table_inputs_are_refused(inputs: dict[str, DatasetRef
 def test_a_stage_that_reads_parquet_only_names_the_table_and_the_limit(inputs: dict[str, DatasetRef]) -> None:
     from airflow_agent_provider.engines import staging
 
-    with pytest.raises(staging.StagingError, match=r"warehouse staging table .* quarantine, schema remediation"):
+    with pytest.raises(
+        staging.StagingError, match=r"warehouse staging table .* Python transformation steps .* as Parquet"
+    ):
         staging.part_files(inputs["events"].uri)

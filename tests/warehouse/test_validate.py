@@ -108,11 +108,3 @@ def test_schema_mismatch_is_reported_on_a_table(both: tuple[DatasetRef, DatasetR
     on_duckdb, in_warehouse = validate(parquet, [], expected_schema=schema), validate(table, [], expected_schema=schema)
     assert [(i.type, i.column) for i in in_warehouse.issues] == [(i.type, i.column) for i in on_duckdb.issues]
     assert in_warehouse.metrics["schema_match"] is False
-
-
-def test_in_dataset_on_a_warehouse_table_is_refused_with_the_way_out(both: tuple[DatasetRef, DatasetRef]) -> None:
-    parquet, table = both
-    rule = [{"rule": "in_dataset", "column": "user_id", "dataset": "users", "dataset_column": "user_id"}]
-
-    with pytest.raises(ValueError, match="in_dataset does not run on a warehouse staging table yet"):
-        validate(table, rule, others={"users": parquet})

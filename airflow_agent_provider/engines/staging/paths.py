@@ -84,8 +84,10 @@ def part_files(uri: str) -> list[str]:
         if is_table_uri(uri):
             raise StagingError(
                 f"{uri} is a warehouse staging table (ExtractOperator staging_conn_id): this stage reads staged "
-                "Parquet only; in warehouse-native mode validate, transform and load run in the warehouse, while "
-                "quarantine, schema remediation and Python transformations do not yet"
+                "Parquet only. In warehouse-native mode validate, quarantine, schema remediation, SQL "
+                "transformations and load run in the warehouse; Python transformation steps would have to read "
+                "the rows into the worker and are refused: write the step in SQL, or stage this data as Parquet "
+                "(no staging_conn_id) to run Python on it"
             )
         area = staging_area.area_for(uri)
         return [area.duckdb_path(name) for name in remote_part_paths(uri)]
