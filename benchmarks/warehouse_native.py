@@ -57,11 +57,12 @@ STEPS = {
     ),
     "fact": ("SELECT order_id, user_id, day, amount FROM orders WHERE status = 'paid'", ["order_id"]),
 }
-CHECKSUMS = {  # the same target: row count and column sums (doubles rounded: summation order differs)
+CHECKSUMS = {  # the same target: row count and column sums (each double rounded to 6 decimals first, then
+    # summed exactly: summing the doubles differs in the last digits with the order of summation)
     "daily": "SELECT count(*), concat_ws('/', sum(user_id), sum(day - DATE '2026-11-01'), sum(orders), "
-    "round(sum(revenue)::numeric, 4)) FROM {table}",
+    "sum(round(revenue::numeric, 6))) FROM {table}",
     "fact": "SELECT count(*), concat_ws('/', sum(order_id), sum(user_id), sum(day - DATE '2026-11-01'), "
-    "round(sum(amount)::numeric, 4)) FROM {table}",
+    "sum(round(amount::numeric, 6))) FROM {table}",
 }
 RULES = [
     {"rule": "unique", "column": "order_id"},
