@@ -87,6 +87,15 @@ def test_duplicate_keys_in_the_staging_table_are_refused_before_writing(warehous
     assert rows(warehouse, "SELECT to_regclass('public.t') IS NULL") == [(True,)]
 
 
+@pytest.mark.parametrize("strategy", ["upsert", "insert", "replace"])
+def test_duplicate_keys_are_refused_before_writing_into_an_existing_table(warehouse: sa.Engine, strategy: str) -> None:
+    load_dataset(staged(warehouse, FIRST), engine=warehouse, target_table="t", upsert_key=["user_id", "day"])
+    ref = staged(warehouse, f"{SECOND} UNION ALL {SECOND}", "r2")
+    with pytest.raises(LoadError, match="2 duplicate keys for \\(user_id, day\\)"):
+        load_dataset(ref, engine=warehouse, target_table="t", load_strategy=strategy, upsert_key=["user_id", "day"])
+    assert rows(warehouse, "SELECT user_id, total FROM t ORDER BY 1") == [(1, 10.0), (2, 20.0)]
+
+
 def test_a_staging_table_of_another_database_is_refused(warehouse: sa.Engine, sqlite_url: str) -> None:
     with pytest.raises(LoadError, match="another database"):
         load_dataset(staged(warehouse, FIRST), engine=sa.create_engine(sqlite_url), target_table="t")
