@@ -129,7 +129,7 @@ class Staged:
     def refuse_duplicate_keys(self, key: Sequence[str], table: TableName) -> None:
         """Refuse a staging table whose key repeats (warehouse mode; the Parquet path checks in :meth:`open`).
 
-        ``count(DISTINCT key)`` against the row count says whether any key repeats (a sort: 1.6-2.0 s at
+        ``count(DISTINCT key)`` against the row count says whether any key repeats (a sort: 1.7-1.8 s at
         6M keys, where the ``GROUP BY key HAVING count(*) > 1`` of the Parquet path took PostgreSQL
         8.5-13 s as a parallel hash aggregate spilling to disk); the duplicates are counted only when
         there are some, for the message.
