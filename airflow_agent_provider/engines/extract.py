@@ -191,8 +191,8 @@ def _run_one_in_warehouse(source: AnySource, context: _Context, warehouse: Wareh
     try:
         engine = ws.engine_for(warehouse.conn_id)
         if isinstance(source, SqlSource) and _in_warehouse(source, context, warehouse, engine):
-            ws.create_table_as(engine, table, source.query, source.parameters)
-            ref = ws.describe_table(engine, table)
+            written = ws.create_table_as(engine, table, source.query, source.parameters)
+            ref = ws.describe_table(engine, table, rows=written)
             _check_minimum(source, ref.row_count, context.minimum)
             log(f"{source.name}: staged inside the warehouse as {table.uri} (no row left it)")
         else:

@@ -340,10 +340,13 @@ class _LoadRun:
 
     def _write(self) -> int:
         """Stream the rows into the target, or into a temp table merged into it; returns rows written."""
+        keyed_after = self.created and bool(self.request.key) and self.wh.key_after_write
+        if self.staged.in_warehouse and not keyed_after:
+            self.staged.refuse_duplicate_keys(self.request.key, self.request.table)
         if self.direct:
             written = self._copy_into(self.table.sql)
-            if self.created and self.request.key and self.wh.key_after_write:
-                self.wh.add_primary_key(self.table, self.request.key)  # refuses duplicates like the inline key
+            if keyed_after:
+                self._add_primary_key()
             self.wh.rebuild_indexes()  # an emptied table's keys and indexes, built once after the write
             return written
         self.stage = self.wh.create_stage([(c.name, c.target) for c in self.columns])
@@ -354,6 +357,19 @@ class _LoadRun:
                 upsert_select(self.table, self.stage, names, self.request.key, differs=self.wh.differs)
             )
         return self.wh.execute(insert_select(self.table, self.stage, names))
+
+    def _add_primary_key(self) -> None:
+        """The new table's key, built after the bulk write; it refuses duplicate keys like an inline key.
+
+        A warehouse staging table's duplicates are left to it (not checked first: the key's build
+        sorts the same keys), and named after it refused them; the transaction rolls back either way.
+        """
+        try:
+            self.wh.add_primary_key(self.table, self.request.key)
+        except Exception:
+            if self.staged.in_warehouse:
+                self.staged.refuse_duplicate_keys(self.request.key, self.request.table)
+            raise
 
     def _copy_into(self, target: str) -> int:
         """Write every staged row into ``target``; returns the rows the database reported written."""

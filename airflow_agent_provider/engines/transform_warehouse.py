@@ -71,6 +71,10 @@ class WarehouseRun:
         self.steps: list[str] = []
         self.made: list[ws.StagedTable] = []
         self.details: dict[str, dict[str, Any]] = {}
+        self.rows: dict[str, int] = {}  # step -> rows its CREATE TABLE AS wrote
+        with self.engine.connect() as conn:  # an input emptied since it was staged (unlogged, after a crash)
+            for name, ref in inputs.items():
+                ws.check_intact(conn, self.tables[name.lower()], ref)
         self._prefix = "_".join(self.output.table.split("_")[:3]) + "_s_"  # aap_<run>_<task>_s_<step>
 
     def step(self, transformation: Transformation) -> None:
@@ -86,7 +90,7 @@ class WarehouseRun:
             )
             with self.engine.begin() as conn:
                 conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table.sql}")
-                ws.run_sql(conn, f"CREATE TABLE {table.sql} AS {query}")
+                self.rows[name.lower()] = ws.run_sql(conn, f"{ws.CREATE_STAGING} {table.sql} AS {query}")
         except TransformError:
             raise
         except Exception as err:
@@ -136,7 +140,7 @@ class WarehouseRun:
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self.output.sql}")
             conn.exec_driver_sql(f"ALTER TABLE {last.sql} RENAME TO {ws.quote(self.output.table)}")
         self.made.remove(last)
-        ref = ws.describe_table(self.engine, self.output)
+        ref = ws.describe_table(self.engine, self.output, rows=self.rows[self.steps[-1].lower()])
         self.details[self.steps[-1]]["rows"] = ref.row_count
         self.log(f"staged {self.steps[-1]}: {ref.row_count} rows at {ref.uri}")
         return ref

@@ -205,3 +205,24 @@ def test_lineage_names_a_staging_table_the_same_in_every_run() -> None:
     origin = first
     assert origin.namespace == "postgres://wh" and origin.name.startswith("agent_staging.aap_")
     assert origin.name.endswith("_orders")
+
+
+def test_checksum_of_a_table_with_a_json_column_changes_with_the_data(warehouse: sa.Engine) -> None:
+    with warehouse.begin() as conn:  # json has no hash function: the row is hashed through its text
+        conn.exec_driver_sql("CREATE TABLE docs (id bigint, body json)")
+        conn.exec_driver_sql("""INSERT INTO docs VALUES (1, '{"a": 1}'), (2, '{"a": 2}')""")
+    source = [{"name": "docs", "type": "sql", "conn_id": "wh", "query": "SELECT * FROM docs"}]
+    before = run(source, warehouse).datasets["docs"]
+    assert run(source, warehouse).datasets["docs"].checksum == before.checksum
+    with warehouse.begin() as conn:
+        conn.exec_driver_sql("""UPDATE docs SET body = '{"a": 3}' WHERE id = 2""")
+    assert run(source, warehouse).datasets["docs"].checksum != before.checksum
+
+
+def test_staging_tables_are_unlogged(warehouse: sa.Engine) -> None:
+    seed_orders(warehouse)
+    ref = run([{"name": "orders", "type": "sql", "conn_id": "wh", "query": "SELECT * FROM orders"}], warehouse)
+    table = ws.StagedTable.parse(ref.datasets["orders"].uri)
+    with warehouse.connect() as conn:
+        persistence = conn.exec_driver_sql(f"SELECT relpersistence FROM pg_class WHERE oid = '{table.sql}'::regclass")
+        assert persistence.scalar() == "u"  # no WAL for run-scoped tables; the stages that read them check them

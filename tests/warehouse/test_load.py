@@ -87,6 +87,41 @@ def test_duplicate_keys_in_the_staging_table_are_refused_before_writing(warehous
     assert rows(warehouse, "SELECT to_regclass('public.t') IS NULL") == [(True,)]
 
 
+@pytest.mark.parametrize("strategy", ["upsert", "insert", "replace"])
+def test_duplicate_keys_are_refused_before_writing_into_an_existing_table(warehouse: sa.Engine, strategy: str) -> None:
+    load_dataset(staged(warehouse, FIRST), engine=warehouse, target_table="t", upsert_key=["user_id", "day"])
+    ref = staged(warehouse, f"{SECOND} UNION ALL {SECOND}", "r2")
+    with pytest.raises(LoadError, match="2 duplicate keys for \\(user_id, day\\)"):
+        load_dataset(ref, engine=warehouse, target_table="t", load_strategy=strategy, upsert_key=["user_id", "day"])
+    assert rows(warehouse, "SELECT user_id, total FROM t ORDER BY 1") == [(1, 10.0), (2, 20.0)]
+
+
 def test_a_staging_table_of_another_database_is_refused(warehouse: sa.Engine, sqlite_url: str) -> None:
     with pytest.raises(LoadError, match="another database"):
         load_dataset(staged(warehouse, FIRST), engine=sa.create_engine(sqlite_url), target_table="t")
+
+
+def test_null_keys_in_the_staging_table_are_refused_before_writing(warehouse: sa.Engine) -> None:
+    ref = staged(warehouse, f"{FIRST} UNION ALL SELECT NULL, DATE '2024-01-02', 1.0")
+    with pytest.raises(LoadError, match=r"1 staged rows .* have a NULL in the key"):
+        load_dataset(ref, engine=warehouse, target_table="t", load_strategy="upsert", upsert_key=["user_id", "day"])
+    assert rows(warehouse, "SELECT to_regclass('public.t') IS NULL") == [(True,)]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        pytest.param("TRUNCATE {table}", "now empty or gone", id="emptied-as-by-crash-recovery"),
+        pytest.param("INSERT INTO {table} VALUES (9, DATE '2024-01-09', 9.0)", "holds 3 rows", id="grown"),
+    ],
+)
+def test_a_staging_table_that_changed_since_it_was_staged_is_refused(
+    warehouse: sa.Engine, change: str, message: str
+) -> None:
+    load_dataset(staged(warehouse, FIRST), engine=warehouse, target_table="t", upsert_key=["user_id"])
+    ref = staged(warehouse, SECOND, "r2")
+    with warehouse.begin() as conn:  # an unlogged table after a database crash is empty: never load that
+        conn.exec_driver_sql(change.format(table=ws.StagedTable.parse(ref.uri).sql))
+    with pytest.raises(LoadError, match=message):
+        load_dataset(ref, engine=warehouse, target_table="t", load_strategy="replace")
+    assert rows(warehouse, "SELECT user_id FROM t ORDER BY 1") == [(1,), (2,)]

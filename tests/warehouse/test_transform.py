@@ -126,3 +126,21 @@ def test_a_stage_that_reads_parquet_only_names_the_table_and_the_limit(inputs: d
         staging.StagingError, match=r"warehouse staging table .* Python transformation steps .* as Parquet"
     ):
         staging.part_files(inputs["events"].uri)
+
+
+def test_an_input_emptied_since_it_was_staged_is_refused(warehouse: sa.Engine, inputs: dict[str, DatasetRef]) -> None:
+    with warehouse.begin() as conn:  # what crash recovery does to an unlogged staging table
+        conn.exec_driver_sql(f"TRUNCATE {ws.StagedTable.parse(inputs['events'].uri).sql}")
+    with pytest.raises(ws.WarehouseStagingError, match="rerun the run from its extract"):
+        run(inputs, DUCKDB_STEPS)
+    with warehouse.connect() as conn:
+        assert conn.exec_driver_sql(f"SELECT to_regclass('{OUT.table('daily').sql}')").scalar() is None
+
+
+def test_the_output_table_is_unlogged(warehouse: sa.Engine, inputs: dict[str, DatasetRef]) -> None:
+    ref = run(inputs, DUCKDB_STEPS).datasets["daily"]
+    with warehouse.connect() as conn:
+        persistence = conn.exec_driver_sql(
+            f"SELECT relpersistence FROM pg_class WHERE oid = '{OUT.table('daily').sql}'::regclass"
+        )
+        assert (persistence.scalar(), ref.row_count) == ("u", 3)
