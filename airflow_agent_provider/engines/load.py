@@ -230,8 +230,9 @@ def _staged_connection(ref: DatasetRef, engine: sqlalchemy.engine.Engine) -> Any
     staged_engine = ws.engine_for(table.conn_id)
     if not ws.same_database(engine, staged_engine):
         raise LoadError(
-            f"staged table {ref.uri} is in another database than the load's target; in warehouse-native mode "
-            "load through the staging connection (conn_id of the LoadOperator = staging_conn_id of the extract)"
+            f"staged table {ref.uri} is in another database than the target table; a warehouse staging table's "
+            "rows are written only inside its own warehouse: give the LoadOperator (or the quarantine's "
+            "quarantine_conn_id) the extract's staging_conn_id"
         )
     return WarehouseCursor(staged_engine, dialect=table.dialect)
 

@@ -81,7 +81,9 @@ class WarehouseRun:
         name, clock = transformation.name, time.monotonic()
         if transformation.type == "python":
             raise TransformError(
-                name, "python steps read the rows into the worker; in warehouse-native staging write the step in SQL"
+                name,
+                "python steps read the rows into the worker; in warehouse-native staging write the step in SQL, "
+                "or stage this data as Parquet (ExtractOperator without staging_conn_id) to run Python steps",
             )
         try:
             query = self._query(transformation)

@@ -92,7 +92,7 @@ def validate_dataset(
     started, started_at = time.monotonic(), datetime.now(timezone.utc)
     schema = _check_arguments(ref, expected_schema, quality_rules, fail_on_null_rate_exceeds, sample_size)
     readable = _readable_others(dataset, ref.uri, others, quality_rules)
-    con, types, stats = _open(ref.uri)
+    con, types, stats = _open(ref)
     try:
         plan = Scan(
             con, dataset, types, sample_size, utc(reference_time), stats=stats, others=_other_views(con, readable)
@@ -195,18 +195,25 @@ def _other_views(con: Any, others: Mapping[str, DatasetRef]) -> dict[str, dict[s
     return views
 
 
-def _open(uri: str) -> tuple[Any, dict[str, str], dict[str, Any]]:
+def _open(ref: DatasetRef) -> tuple[Any, dict[str, str], dict[str, Any]]:
     """A connection with the dataset as the view ``data``, its column types and what its footers prove.
 
     A warehouse staging table (``postgres://...``) is read where it is, through a session that speaks
-    the DuckDB connection's API (``engines.warehouse_sql``): the same rules, one aggregate query.
+    the DuckDB connection's API (``engines.warehouse_sql``): the same rules, one aggregate query. A table
+    a database crash emptied since it was staged is refused (it would pass every rule with no rows).
     """
-    from airflow_agent_provider.engines.warehouse_staging import is_table_uri
+    from airflow_agent_provider.engines import warehouse_staging as ws
 
-    if is_table_uri(uri):
+    uri = ref.uri
+    if ws.is_table_uri(uri):
         from airflow_agent_provider.engines.warehouse_sql import open_data_view
 
         cursor, types = open_data_view(uri)
+        try:
+            ws.check_intact(cursor._conn, ws.StagedTable.parse(uri), ref)
+        except BaseException:
+            cursor.close()
+            raise
         return cursor, types, {}
     con = shared_cursor()  # a cursor of its own (its temp view ``data``); a new DuckDB costs 15-50 ms
     try:

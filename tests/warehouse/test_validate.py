@@ -108,3 +108,13 @@ def test_schema_mismatch_is_reported_on_a_table(both: tuple[DatasetRef, DatasetR
     on_duckdb, in_warehouse = validate(parquet, [], expected_schema=schema), validate(table, [], expected_schema=schema)
     assert [(i.type, i.column) for i in in_warehouse.issues] == [(i.type, i.column) for i in on_duckdb.issues]
     assert in_warehouse.metrics["schema_match"] is False
+
+
+def test_a_table_emptied_since_it_was_staged_is_refused(
+    warehouse: sa.Engine, both: tuple[DatasetRef, DatasetRef]
+) -> None:
+    _, table = both
+    with warehouse.begin() as conn:  # what crash recovery does to an unlogged staging table
+        conn.exec_driver_sql(f"TRUNCATE {ws.StagedTable.parse(table.uri).sql}")
+    with pytest.raises(ws.WarehouseStagingError, match="rerun the run from its extract"):
+        validate(table, RULES)
