@@ -10,7 +10,7 @@ rule checks are one implementation for both stagings; a warehouse error is raise
 :class:`WarehouseSqlError`, a ``duckdb.Error``, so those checks report it exactly as DuckDB's.
 Through it ``TRY_CAST`` and ``try_strptime`` keep DuckDB's NULL-on-failure (``engines.warehouse_casts``).
 
-The quarantine and the fix plans stage their outputs with :func:`stage_query` (``CREATE TABLE ... AS``
+The quarantine and the fix plans stage their outputs with :func:`stage_query` (``CREATE UNLOGGED TABLE ... AS``
 in the cursor's session, as a run-scoped staging table) and rules read other staging tables through
 :func:`add_views`.
 """
@@ -357,7 +357,7 @@ def stage_query(cursor: WarehouseCursor, sql: str, uri: str) -> DatasetRef:
         raise ValueError(f"staging table {uri} is in another warehouse than the data it is made from")
     ws.ensure_schema(engine, table.schema)
     query = cursor.prepare(sql)
-    cursor.native(f"DROP TABLE IF EXISTS {table.sql}; CREATE TABLE {table.sql} AS {query}")
+    cursor.native(f"DROP TABLE IF EXISTS {table.sql}; {ws.CREATE_STAGING} {table.sql} AS {query}")
     return ws.describe_table(engine, table)
 
 

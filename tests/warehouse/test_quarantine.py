@@ -68,6 +68,13 @@ def test_the_split_in_the_warehouse_equals_the_parquet_split(
         assert in_warehouse.datasets[name].uri == to_table(name)
         assert rows_of(in_warehouse.datasets[name], warehouse) == rows_of(on_duckdb.datasets[name], warehouse), name
     assert rows_of(in_warehouse.datasets["events"], warehouse, "event_id, amount")[0] == (1, 1.5)  # cast to float
+    with warehouse.connect() as conn:  # run-scoped staging tables, as the extract's: no WAL
+        for name in ("events", "events_quarantine"):
+            table = ws.StagedTable.parse(to_table(name)).sql
+            assert (
+                conn.exec_driver_sql(f"SELECT relpersistence FROM pg_class WHERE oid = '{table}'::regclass").scalar()
+                == "u"
+            )
 
 
 def test_no_row_passes_through_the_worker(
