@@ -65,13 +65,9 @@ def staging_tables(engine: sa.Engine) -> list[str]:
         ]
 
 
-def test_warehouse_mode_matches_parquet_mode_without_rows_in_the_worker(
-    pipeline: sa.Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    parquet = run_dag("wh_pipeline_parquet", DAY)
-    assert set(task_states(parquet).values()) == {"success"}, task_states(parquet)
-    expected = table(pipeline, "region_revenue_parquet")
-    assert expected == [("north", "2026-11-10", 4, 22.75), ("south", "2026-11-10", 1, 20.5)]
+def refuse_warehouse_rows_in_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the SQL source's reader and the load's reader of staged rows when they read a staging table
+    (the file source's rows are still read, to be copied in)."""
 
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("warehouse rows were read into the worker")
@@ -81,10 +77,21 @@ def test_warehouse_mode_matches_parquet_mode_without_rows_in_the_worker(
     def batches(self: Staged, *args: Any, **kwargs: Any) -> Any:
         if self.in_warehouse:
             refuse()
-        return parquet_batches(self, *args, **kwargs)  # the file source's rows, copied in
+        return parquet_batches(self, *args, **kwargs)
 
-    monkeypatch.setattr(extract_engine, "extract_sql", refuse)  # the SQL source's reader
-    monkeypatch.setattr(Staged, "batches", batches)  # the load's reader of staged rows
+    monkeypatch.setattr(extract_engine, "extract_sql", refuse)
+    monkeypatch.setattr(Staged, "batches", batches)
+
+
+def test_warehouse_mode_matches_parquet_mode_without_rows_in_the_worker(
+    pipeline: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parquet = run_dag("wh_pipeline_parquet", DAY)
+    assert set(task_states(parquet).values()) == {"success"}, task_states(parquet)
+    expected = table(pipeline, "region_revenue_parquet")
+    assert expected == [("north", "2026-11-10", 4, 22.75), ("south", "2026-11-10", 1, 20.5)]
+
+    refuse_warehouse_rows_in_the_worker(monkeypatch)
     for _ in range(2):  # a rerun of the date gives the same warehouse state
         run = run_dag("wh_pipeline_warehouse", DAY)
         assert set(task_states(run).values()) == {"success"}, task_states(run)
@@ -124,18 +131,7 @@ def test_a_bad_day_is_quarantined_in_the_warehouse_as_with_parquet(
     expected_quarantine = quarantined(pipeline, "public.orders_quarantine_parquet")
     assert [row[:2] for row in expected_quarantine] == [("7", None), ("8", "2")]
 
-    def refuse(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("warehouse rows were read into the worker")
-
-    parquet_batches = Staged.batches
-
-    def batches(self: Staged, *args: Any, **kwargs: Any) -> Any:
-        if self.in_warehouse:
-            refuse()
-        return parquet_batches(self, *args, **kwargs)
-
-    monkeypatch.setattr(extract_engine, "extract_sql", refuse)
-    monkeypatch.setattr(Staged, "batches", batches)
+    refuse_warehouse_rows_in_the_worker(monkeypatch)
     for _ in range(2):  # a rerun of the date gives the same warehouse state (the quarantine upserts by order_id)
         run = run_dag("wh_pipeline_warehouse", BAD_DAY)
         assert set(task_states(run).values()) == {"success"}, task_states(run)
