@@ -15,18 +15,12 @@ from airflow_agent_provider.contracts import DatasetRef, StageResult, parse_qual
 from airflow_agent_provider.engines import staging
 from airflow_agent_provider.engines.validate import validate_dataset
 from airflow_agent_provider.exceptions import ModelCallError
-from airflow_agent_provider.testing import FakeClaude, Fault, Reply
+from airflow_agent_provider.testing import FakeClaude, Fault
+from tests.support.fix_plans import CAST, RENAME, USELESS, plan
 
 EXPECTED = {"user_id": "integer", "amount": "float"}
 RULES = parse_quality_rules([{"rule": "not_null", "column": "user_id"}])
 FAST = CallPolicy(backoff_s=0.02, deadline_s=20)
-RENAME = {"action": "rename_column", "column": "uid", "to": "user_id"}
-CAST = {"action": "cast_column", "column": "amount", "to_type": "float"}
-USELESS = {"action": "fill_default", "column": "amount", "value": "0"}
-
-
-def plan(*actions: dict[str, Any]) -> Reply:
-    return Reply.json({"actions": list(actions), "rationale": "fix the schema"})
 
 
 @pytest.fixture

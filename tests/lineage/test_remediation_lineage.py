@@ -12,7 +12,7 @@ from airflow_agent_provider.testing import FakeClaude
 from tests.agents.support import claude_conn, fake
 from tests.lineage.runner import dags_test, task_event
 from tests.lineage.spec import event_errors
-from tests.operators.test_remediate import CAST, QUARANTINE, RENAME, USELESS, plan
+from tests.support.fix_plans import CAST, QUARANTINE, RENAME, USELESS, plan
 
 __all__ = ["claude_conn", "fake"]
 

@@ -19,21 +19,9 @@ from airflow_agent_provider.engines import staging
 from airflow_agent_provider.testing import FakeClaude, Reply
 from tests.agents.support import claude_conn, failing_validation, fake
 from tests.support.dags import run_dag, task_states, xcom
+from tests.support.fix_plans import CAST, QUARANTINE, RENAME, USELESS, plan
 
 __all__ = ["claude_conn", "fake"]
-
-RENAME = {"action": "rename_column", "column": "uid", "to": "user_id"}
-QUARANTINE = {
-    "action": "quarantine_rows",
-    "rule": {"column": "amount", "op": "not_castable", "to_type": "float"},
-    "target": "payment_rejects",
-}
-CAST = {"action": "cast_column", "column": "amount", "to_type": "float"}
-USELESS = {"action": "fill_default", "column": "amount", "value": "0"}
-
-
-def plan(*actions: dict[str, Any]) -> Reply:
-    return Reply.json({"actions": list(actions), "rationale": "make it match the schema"})
 
 
 def read(uri: str) -> list[tuple[Any, ...]]:

@@ -24,3 +24,20 @@ def warehouse(pg_url: str) -> Iterator[object]:
         with engine.begin() as conn:
             conn.exec_driver_sql("DROP SCHEMA IF EXISTS agent_staging CASCADE")
         engine.dispose()
+
+
+@pytest.fixture
+def wh_pg(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """The session's PostgreSQL as the Airflow connection ``wh_pg`` the test DAGs stage into (engine);
+    its staging schema dropped after."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(pg_url)
+    url = sa.engine.make_url(pg_url)
+    monkeypatch.setenv("AIRFLOW_CONN_WH_PG", f"postgresql://postgres@{url.host}:{url.port}/{url.database}")
+    try:
+        yield engine
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP SCHEMA IF EXISTS agent_staging CASCADE")
+        engine.dispose()

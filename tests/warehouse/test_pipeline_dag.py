@@ -7,7 +7,6 @@ them), and the run's staging tables are dropped once it succeeds.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,21 +32,13 @@ BAD_DAY = "2026-11-11"
 
 
 @pytest.fixture
-def pipeline(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[sa.Engine]:
-    engine = sa.create_engine(pg_url)
-    with engine.begin() as conn:
+def pipeline(wh_pg: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> sa.Engine:
+    with wh_pg.begin() as conn:
         conn.exec_driver_sql(ORDERS)
     regions = tmp_path / "regions.csv"
     regions.write_text("customer_id,region\n1,north\n2,south\n3,north\n")
-    url = sa.engine.make_url(pg_url)
-    monkeypatch.setenv("AIRFLOW_CONN_WH_PG", f"postgresql://postgres@{url.host}:{url.port}/{url.database}")
     monkeypatch.setenv("AIRFLOW_VAR_WH_REGIONS_CSV", str(regions))
-    try:
-        yield engine
-    finally:
-        with engine.begin() as conn:
-            conn.exec_driver_sql("DROP SCHEMA IF EXISTS agent_staging CASCADE")
-        engine.dispose()
+    return wh_pg
 
 
 def table(engine: sa.Engine, name: str) -> list[tuple[Any, ...]]:

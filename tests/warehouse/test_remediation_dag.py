@@ -5,7 +5,6 @@ row passes through the worker."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,45 +12,26 @@ import sqlalchemy as sa
 
 from airflow_agent_provider.contracts import StageResult
 from airflow_agent_provider.engines import warehouse_staging as ws
-from airflow_agent_provider.testing import FakeClaude, Reply
+from airflow_agent_provider.testing import FakeClaude
 from tests.agents.support import claude_conn, fake
 from tests.support.dags import run_dag, task_states, xcom
+from tests.support.fix_plans import CAST, QUARANTINE, RENAME, plan
 from tests.warehouse.pairs import keep_rows_in_the_warehouse
 
 __all__ = ["claude_conn", "fake"]
 
 pytestmark = [pytest.mark.airflow, pytest.mark.usefixtures("airflow_db")]
 
-RENAME = {"action": "rename_column", "column": "uid", "to": "user_id"}
-QUARANTINE = {
-    "action": "quarantine_rows",
-    "rule": {"column": "amount", "op": "not_castable", "to_type": "float"},
-    "target": "payment_rejects",
-}
-CAST = {"action": "cast_column", "column": "amount", "to_type": "float"}
-
-
-def plan(*actions: dict[str, Any]) -> Reply:
-    return Reply.json({"actions": list(actions), "rationale": "make it match the schema"})
-
 
 @pytest.fixture
-def payments(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[sa.Engine]:
-    engine = sa.create_engine(pg_url)
-    with engine.begin() as conn:
+def payments(wh_pg: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> sa.Engine:
+    with wh_pg.begin() as conn:
         conn.exec_driver_sql(
             "CREATE TABLE payments (uid bigint, amount text);"
             "INSERT INTO payments VALUES (1, '10.5'), (2, '20'), (3, '3.25'), (4, 'n/a')"
         )
-    url = sa.engine.make_url(pg_url)
-    monkeypatch.setenv("AIRFLOW_CONN_WH_PG", f"postgresql://postgres@{url.host}:{url.port}/{url.database}")
     monkeypatch.setenv("AIRFLOW__AGENT_PROVIDER__STAGING_RETENTION", "keep")  # the fixed table is read below
-    try:
-        yield engine
-    finally:
-        with engine.begin() as conn:
-            conn.exec_driver_sql("DROP SCHEMA IF EXISTS agent_staging CASCADE")
-        engine.dispose()
+    return wh_pg
 
 
 def rows(engine: sa.Engine, sql: str) -> list[tuple[Any, ...]]:
