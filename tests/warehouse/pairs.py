@@ -72,28 +72,33 @@ def rows_of(ref: DatasetRef, warehouse: sa.Engine, columns: str = "*") -> list[t
         con.close()
 
 
-def keep_rows_in_the_warehouse(monkeypatch: pytest.MonkeyPatch, *, most: int = 5) -> list[int]:
-    """Fail any read of staged Parquet or DuckDB staging write, and any warehouse result of more than ``most``
-    rows (a sample is at most 5): what passes through the worker is counts and samples. Returns the sizes seen."""
-    from airflow_agent_provider.engines import validate
+def keep_rows_in_the_warehouse(monkeypatch: pytest.MonkeyPatch, *, most: int = 5, parquet: bool = False) -> list[int]:
+    """Fail any warehouse statement whose result has more than ``most`` rows (a sample is at most 5): what
+    passes through the worker is counts and samples. Unless ``parquet`` (a DAG whose file sources are read
+    into scratch Parquet to be copied in), also fail any read of staged Parquet or DuckDB staging write.
+    Returns the sizes of the results seen."""
+    from airflow_agent_provider.engines import validate, validate_scan
     from airflow_agent_provider.engines.warehouse_sql import WarehouseCursor
 
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("staged rows were read or written by the worker")
 
-    for name in ("connect", "scan_sql", "write_query", "part_files", "iter_batches", "read_frame", "arrow_dataset"):
-        monkeypatch.setattr(staging, name, refuse)
-    for name in ("part_files", "shared_cursor"):
-        monkeypatch.setattr(validate, name, refuse)
+    if not parquet:
+        for name in ("connect", "scan_sql", "write_query", "part_files", "iter_batches", "read_frame", "arrow_dataset"):
+            monkeypatch.setattr(staging, name, refuse)
+        for name in ("part_files", "shared_cursor"):
+            monkeypatch.setattr(validate, name, refuse)
+        for name in ("connect", "arrow_dataset"):  # imported by name there
+            monkeypatch.setattr(validate_scan, name, refuse)
     seen: list[int] = []
-    fetch = WarehouseCursor.fetchall
+    native = WarehouseCursor.native
 
-    def fetchall(self: WarehouseCursor) -> list[tuple[Any, ...]]:
-        rows = fetch(self)
-        seen.append(len(rows))
-        if len(rows) > most:
-            raise AssertionError(f"{len(rows)} rows came back from the warehouse to the worker")
-        return rows
+    def guarded(self: WarehouseCursor, sql: str) -> WarehouseCursor:
+        native(self, sql)  # the result is fetched here, whether or not a caller reads it
+        seen.append(len(self._rows))
+        if len(self._rows) > most:
+            raise AssertionError(f"{len(self._rows)} rows came back from the warehouse to the worker")
+        return self
 
-    monkeypatch.setattr(WarehouseCursor, "fetchall", fetchall)
+    monkeypatch.setattr(WarehouseCursor, "native", guarded)
     return seen

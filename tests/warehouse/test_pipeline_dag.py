@@ -18,6 +18,7 @@ from airflow_agent_provider.engines import warehouse_staging as ws
 from airflow_agent_provider.engines.load_plan import Staged
 from tests.process._procs import wait_until
 from tests.support.dags import run_dag, task_states, xcom
+from tests.warehouse.pairs import keep_rows_in_the_warehouse
 
 pytestmark = [pytest.mark.airflow, pytest.mark.usefixtures("airflow_db")]
 
@@ -56,9 +57,10 @@ def staging_tables(engine: sa.Engine) -> list[str]:
         ]
 
 
-def refuse_warehouse_rows_in_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+def refuse_warehouse_rows_in_the_worker(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Fail the SQL source's reader and the load's reader of staged rows when they read a staging table
-    (the file source's rows are still read, to be copied in)."""
+    (the file source's rows are still read, to be copied in), and any warehouse result of more than 5 rows;
+    returns the sizes of the results seen."""
 
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("warehouse rows were read into the worker")
@@ -72,6 +74,7 @@ def refuse_warehouse_rows_in_the_worker(monkeypatch: pytest.MonkeyPatch) -> None
 
     monkeypatch.setattr(extract_engine, "extract_sql", refuse)
     monkeypatch.setattr(Staged, "batches", batches)
+    return keep_rows_in_the_warehouse(monkeypatch, parquet=True)  # validate, quarantine, transform: counts, samples
 
 
 def test_warehouse_mode_matches_parquet_mode_without_rows_in_the_worker(
@@ -82,11 +85,12 @@ def test_warehouse_mode_matches_parquet_mode_without_rows_in_the_worker(
     expected = table(pipeline, "region_revenue_parquet")
     assert expected == [("north", "2026-11-10", 4, 22.75), ("south", "2026-11-10", 1, 20.5)]
 
-    refuse_warehouse_rows_in_the_worker(monkeypatch)
+    seen = refuse_warehouse_rows_in_the_worker(monkeypatch)
     for _ in range(2):  # a rerun of the date gives the same warehouse state
         run = run_dag("wh_pipeline_warehouse", DAY)
         assert set(task_states(run).values()) == {"success"}, task_states(run)
         assert table(pipeline, "region_revenue_warehouse") == expected
+    assert seen  # the validation's statements went through the guard
 
     extract = xcom(run, "extract")
     uris = {name: ref["uri"] for name, ref in extract["datasets"].items()}
@@ -122,12 +126,13 @@ def test_a_bad_day_is_quarantined_in_the_warehouse_as_with_parquet(
     expected_quarantine = quarantined(pipeline, "public.orders_quarantine_parquet")
     assert [row[:2] for row in expected_quarantine] == [("7", None), ("8", "2")]
 
-    refuse_warehouse_rows_in_the_worker(monkeypatch)
+    seen = refuse_warehouse_rows_in_the_worker(monkeypatch)
     for _ in range(2):  # a rerun of the date gives the same warehouse state (the quarantine upserts by order_id)
         run = run_dag("wh_pipeline_warehouse", BAD_DAY)
         assert set(task_states(run).values()) == {"success"}, task_states(run)
         assert table(pipeline, "region_revenue_warehouse") == expected
         assert quarantined(pipeline, "public.orders_quarantine_warehouse") == expected_quarantine
+    assert seen  # validate and quarantine went through the guard
 
     metrics = xcom(run, "quarantine")["metrics"]
     assert (metrics["rows_before"], metrics["rows_after"], metrics["rows_quarantined"]) == (4, 2, 2)

@@ -44,7 +44,7 @@ def test_fix_plans_apply_in_the_warehouse_with_no_row_in_the_worker(
 ) -> None:
     claude_conn.add(plan(RENAME), times=1)
     claude_conn.add(plan(QUARANTINE, CAST), times=1)
-    keep_rows_in_the_warehouse(monkeypatch)
+    seen = keep_rows_in_the_warehouse(monkeypatch)
 
     dag_run = run_dag("wh_remediation")
 
@@ -61,3 +61,4 @@ def test_fix_plans_apply_in_the_warehouse_with_no_row_in_the_worker(
     rejects = "SELECT user_id, amount, quarantine_rule, quarantine_task_id FROM public.payment_rejects"
     assert rows(payments, rejects) == [("4", "n/a", "amount not_castable", "remediate")]
     assert result.usage.model_calls == 2
+    assert seen and max(seen) <= 5  # the statements went through the guard
