@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 from airflow_agent_provider.contracts import Issue, PipelineState, RouteDecision, StageSummary, Usage
-from airflow_agent_provider.operators.report import TaskOutcome, build_state, pipeline_order, worst_state
+from airflow_agent_provider.operators.report import TaskOutcome, build_state, pipeline_order, row_counts, worst_state
 
 REPORT_OPERATOR = "PipelineReportOperator"
 NOT_RUN = ("skipped", "removed", "none", "upstream_failed", "scheduled", "queued")
@@ -251,7 +251,7 @@ def _rows_out(outcome: TaskOutcome, summary: StageSummary) -> int | None:
 def _quarantined(outcome: TaskOutcome) -> list[Quarantined]:
     found = []
     for result in outcome.results:
-        rows = int(result.metrics.get("rows_quarantined") or 0)
+        rows = row_counts(result)[2] or 0  # a remediation counts its rows per quarantine target
         if rows:
             found.append(
                 Quarantined(

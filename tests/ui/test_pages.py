@@ -62,6 +62,17 @@ class TestRunView:
             {"user_id is_null": 12},
         )
 
+    def test_a_remediation_counts_its_quarantined_rows_per_target(self) -> None:
+        run = fixtures.bad_run()
+        [fixed] = run["xcoms"][("quarantine", "return_value")]
+        fixed.update(stage="remediate", metrics={"rows_before": 1000, "rows_quarantined": {"events_rejects": 3}})
+        view = build_run_view(run["dag_run"], fixtures.tasks(), run["tis"], run["xcoms"], ui_base="/airflow")
+
+        [q] = view.quarantined
+        assert (q.task_id, q.rows) == ("quarantine", 3)
+        table = re.search(r"<table id=quarantine>(.*?)</table>", run_page(view, dag_url="/dag"), re.S)
+        assert table and ">3<" in table.group(1)
+
 
 class TestRunPage:
     def test_claude_route_with_rationale_and_confidence(self) -> None:
