@@ -219,12 +219,14 @@ def _run_one_in_warehouse(source: AnySource, context: _Context, warehouse: Wareh
 
 
 def _in_warehouse(source: SqlSource, context: _Context, warehouse: WarehouseStaging, engine: Engine) -> bool:
-    """Whether a SQL source reads the staging warehouse's own database (so its query can run there)."""
+    """Whether a SQL source reads the staging warehouse's own database as the staging login (so its query
+    can run there with the privileges it would have been read with); else it is read and copied in."""
     from airflow_agent_provider.engines.warehouse_staging import same_database
 
     if source.conn_id == warehouse.conn_id:
         return True
-    return same_database(engine, _resolve(source, context.sql_engine))
+    other = _resolve(source, context.sql_engine)
+    return same_database(engine, other) and engine.url.username == other.url.username
 
 
 def _read(source: AnySource, sink: Sink, context: _Context) -> None:

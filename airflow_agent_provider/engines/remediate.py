@@ -137,10 +137,13 @@ def _open_source(ref: DatasetRef, output_uri: str) -> _Source:
 
     table = ws.StagedTable.parse(ref.uri)
     cursor = WarehouseCursor(ws.engine_for(table.conn_id), dialect=table.dialect)
-    columns = ws.table_columns(cursor._conn, table)
-    if not columns:
+    try:
+        columns = ws.table_columns(cursor._conn, table)
+        if not columns:
+            raise FixPlanNotApplicable(f"staging table {ref.uri} does not exist")
+    except BaseException:
         cursor.close()
-        raise FixPlanNotApplicable(f"staging table {ref.uri} does not exist")
+        raise
     return _Source(cursor, table.sql, columns, lambda sql, uri: stage_query(cursor, sql, uri), relation="TABLE")
 
 

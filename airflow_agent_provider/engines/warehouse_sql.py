@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -34,13 +35,19 @@ if TYPE_CHECKING:
 
 # Functions a warehouse predicate or transformation may not call: they read files, settings or
 # other databases, or change the session (PostgreSQL's names; the DuckDB gate covers DuckDB's).
-_FORBIDDEN_PREFIXES = (
+FORBIDDEN_PREFIXES = (
     "pg_",
     "lo_",
     "dblink",
     "set_config",
     "current_setting",
     "query_to_xml",
+    "table_to_xml",  # the *_to_xml family reads any table, schema or database by name
+    "schema_to_xml",
+    "database_to_xml",
+    "cursor_to_xml",
+    "nextval",  # sequences: a side effect outside the stage's own tables
+    "setval",
     "txid_",
     "binary_upgrade",
 )
@@ -137,7 +144,7 @@ def forbidden_functions(sql: str, *, read: str = "duckdb") -> list[str]:
             continue
         for func in tree.find_all(exp.Func):
             name = (func.name if isinstance(func, exp.Anonymous) else func.sql_name()).lower()
-            if name.startswith(_FORBIDDEN_PREFIXES):
+            if name.startswith(FORBIDDEN_PREFIXES):
                 names.add(name)
     return sorted(names)
 
@@ -171,8 +178,18 @@ def _rewrite(node: exp.Expression) -> Any:
     if isinstance(node, exp.IsNan):
         return exp.paren(exp.EQ(this=node.this, expression=exp.cast(exp.Literal.string("NaN"), "DOUBLE")))
     if isinstance(node, exp.Subquery) and not node.alias and isinstance(node.parent, exp.From | exp.Join):
-        return exp.alias_(node, f"aap_sub_{abs(hash(node.sql())) % 10**8}", table=True)
+        # PostgreSQL wants an alias; its place in the tree names it (two alike subqueries differ in place)
+        return exp.alias_(node, f"aap_sub_{_place(node)}", table=True)
     return node
+
+
+def _place(node: exp.Expression) -> str:
+    """Where ``node`` stands in its tree, as the path of argument names and indexes from the root."""
+    steps, at = [], node
+    while at.parent is not None:
+        steps.append(f"{at.arg_key}{at.index or 0}")
+        at = at.parent  # type: ignore[assignment]
+    return hashlib.sha256("/".join(reversed(steps)).encode()).hexdigest()[:8]
 
 
 def _literal(value: Any) -> Any:
@@ -228,8 +245,11 @@ class WarehouseCursor:
         self._cursor: Any = self._raw.cursor()
         self._rows: list[tuple[Any, ...]] = []
         self._functions: set[str] = set()
-        # a pooled session may hold an earlier cursor's temporary views, functions or read-only setting
-        self.native("DISCARD ALL")
+        try:  # a pooled session may hold an earlier cursor's temporary views, functions or read-only setting
+            self.native("DISCARD ALL")
+        except BaseException:
+            self._conn.close()
+            raise
 
     def native(self, sql: str) -> WarehouseCursor:
         """Run SQL already in the warehouse's dialect."""

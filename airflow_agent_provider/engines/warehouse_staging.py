@@ -25,6 +25,7 @@ characters. Names are checked identifiers and always double-quoted.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -247,7 +248,7 @@ def describe_table(engine: sqlalchemy.engine.Engine, table: StagedTable, *, rows
             raise WarehouseStagingError(f"staging table {table.uri} does not exist")
         counted, total, size = conn.exec_driver_sql(
             f"SELECT count(*), coalesce(sum({_row_hash(pg_types)}), 0), "
-            f"pg_total_relation_size({sql_literal(table.schema + '.' + table.table)}::regclass) "
+            f"pg_total_relation_size({sql_literal(table.sql)}::regclass) "
             f"FROM {table.sql} AS t"
         ).one()
     if rows is not None and rows != counted:
@@ -301,7 +302,9 @@ def create_table_as(engine: sqlalchemy.engine.Engine, table: StagedTable, query:
     an earlier try; returns the rows it wrote.
 
     The query must be one SELECT: it is wrapped as a subquery, and a ``;`` outside strings and
-    comments (a second statement, or one that closes the wrapper and starts another) is refused.
+    comments (a second statement, or one that closes the wrapper and starts another) is refused. It
+    runs in a writable session, not the read-only one of a source read: a call of a function that
+    reads files, settings or other databases or changes sequences (``warehouse_sql``'s list) is refused.
     """
     from sqlalchemy import text
 
@@ -317,9 +320,12 @@ def create_table_as(engine: sqlalchemy.engine.Engine, table: StagedTable, query:
 
 
 def _refuse_statements(query: str, dialect: str) -> None:
-    """Refuse a query holding a statement separator (sqlglot's tokenizer knows the dialect's strings and comments)."""
+    """Refuse a query holding a statement separator or calling a forbidden function (sqlglot's tokenizer
+    knows the dialect's strings and comments)."""
     import sqlglot
     from sqlglot.tokens import TokenType
+
+    from airflow_agent_provider.engines.warehouse_sql import FORBIDDEN_PREFIXES
 
     try:
         tokens = sqlglot.tokenize(query, read=dialect)
@@ -327,6 +333,12 @@ def _refuse_statements(query: str, dialect: str) -> None:
         raise WarehouseStagingError(f"the query does not tokenize as {dialect} SQL: {err}") from err
     if any(token.token_type == TokenType.SEMICOLON for token in tokens):
         raise WarehouseStagingError("the query must be one SELECT statement; it holds a ';' between statements")
+    for token, after in itertools.pairwise(tokens):
+        if after.token_type == TokenType.L_PAREN and token.text.lower().startswith(FORBIDDEN_PREFIXES):
+            raise WarehouseStagingError(
+                f"function {token.text}() is not allowed in a query staged inside the warehouse "
+                "(it reads files, settings or other databases, or changes state)"
+            )
 
 
 def run_sql(conn: Any, sql: str) -> int:

@@ -226,3 +226,50 @@ def test_staging_tables_are_unlogged(warehouse: sa.Engine) -> None:
     with warehouse.connect() as conn:
         persistence = conn.exec_driver_sql(f"SELECT relpersistence FROM pg_class WHERE oid = '{table.sql}'::regclass")
         assert persistence.scalar() == "u"  # no WAL for run-scoped tables; the stages that read them check them
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT id, pg_read_file('/etc/hostname') AS f FROM orders",
+        "SELECT id, table_to_xml('public.orders', true, false, '') AS x FROM orders",
+        "SELECT setval('orders_seq', 100) AS v",
+    ],
+)
+def test_a_query_staged_in_place_may_not_call_what_a_read_only_read_would_refuse(
+    warehouse: sa.Engine, query: str
+) -> None:
+    seed_orders(warehouse)
+    with warehouse.begin() as conn:
+        conn.exec_driver_sql("CREATE SEQUENCE orders_seq")
+    with pytest.raises(SourceError, match=r"orders.*is not allowed in a query staged inside the warehouse"):
+        run([{"name": "orders", "type": "sql", "conn_id": "wh", "query": query}], warehouse)
+    with warehouse.connect() as conn:
+        assert conn.exec_driver_sql("SELECT last_value FROM orders_seq").scalar() == 1
+
+
+def test_a_source_with_another_login_to_the_same_database_is_read_as_that_login(
+    warehouse: sa.Engine, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed_orders(warehouse, rows=5)
+    with warehouse.begin() as conn:
+        conn.exec_driver_sql("DROP ROLE IF EXISTS aap_reader; CREATE ROLE aap_reader LOGIN")
+        conn.exec_driver_sql("GRANT USAGE ON SCHEMA public TO aap_reader; GRANT SELECT ON orders TO aap_reader")
+    reader = sa.create_engine(sa.engine.make_url(pg_url).set(username="aap_reader"))
+    read: list[str] = []
+    real = extract_engine.extract_sql
+    monkeypatch.setattr(
+        extract_engine, "extract_sql", lambda source, *a, **k: read.append(source.name) or real(source, *a, **k)
+    )
+    try:
+        result = extract_sources(
+            parse_sources([{"name": "orders", "type": "sql", "conn_id": "crm", "query": "SELECT * FROM orders"}]),
+            dataset_uri=lambda name: "unused",
+            sql_engine=lambda conn_id: reader,
+            warehouse=STAGING,
+        )
+    finally:
+        reader.dispose()
+        with warehouse.begin() as conn:
+            conn.exec_driver_sql("DROP OWNED BY aap_reader; DROP ROLE aap_reader")
+    assert read == ["orders"] and result.datasets["orders"].row_count == 5  # read through its own session, copied in

@@ -95,6 +95,8 @@ def test_postgres_dialect_is_written_as_is(inputs: dict[str, DatasetRef]) -> Non
         ("SELECT * FROM public.src_users", "not allowed"),
         ("SELECT pg_read_file('/etc/passwd') AS x FROM events", "not allowed"),
         ("SELECT current_setting('data_directory') AS x FROM events", "not allowed"),
+        ("SELECT table_to_xml('public.src_users', true, false, '') AS x FROM events", "not allowed"),
+        ("SELECT database_to_xml(true, false, '') AS x FROM events", "not allowed"),
         ("SELECT * FROM events; DROP TABLE src_users", "single SELECT"),
         ("DELETE FROM events", "SELECT"),
     ],
@@ -144,3 +146,9 @@ def test_the_output_table_is_unlogged(warehouse: sa.Engine, inputs: dict[str, Da
             f"SELECT relpersistence FROM pg_class WHERE oid = '{OUT.table('daily').sql}'::regclass"
         )
         assert (persistence.scalar(), ref.row_count) == ("u", 3)
+
+
+def test_alike_subqueries_without_alias_get_their_own_alias(inputs: dict[str, DatasetRef]) -> None:
+    sql = "SELECT count(*) AS pairs FROM (SELECT user_id FROM events) JOIN (SELECT user_id FROM events) USING (user_id)"
+    ref = run(inputs, [{"name": "daily", "type": "sql", "sql": sql}]).datasets["daily"]
+    assert ref.row_count == 1  # PostgreSQL refuses two subqueries of one alias in one FROM
