@@ -273,3 +273,19 @@ def test_a_source_with_another_login_to_the_same_database_is_read_as_that_login(
         with warehouse.begin() as conn:
             conn.exec_driver_sql("DROP OWNED BY aap_reader; DROP ROLE aap_reader")
     assert read == ["orders"] and result.datasets["orders"].row_count == 5  # read through its own session, copied in
+
+
+def test_a_mixed_case_staging_schema_is_described(warehouse: sa.Engine) -> None:
+    seed_orders(warehouse, rows=4)
+    staging = ws.WarehouseStaging("wh", "Agent_Stage", "daily", "scheduled__2024-01-02", "extract")
+    try:
+        result = extract_sources(
+            parse_sources([{"name": "orders", "type": "sql", "conn_id": "wh", "query": "SELECT * FROM orders"}]),
+            dataset_uri=lambda name: "unused",
+            sql_engine=lambda conn_id: warehouse,
+            warehouse=staging,
+        )
+        assert result.datasets["orders"].row_count == 4 and result.datasets["orders"].bytes > 0
+    finally:
+        with warehouse.begin() as conn:
+            conn.exec_driver_sql('DROP SCHEMA IF EXISTS "Agent_Stage" CASCADE')
