@@ -47,7 +47,8 @@ TABLE_PREFIX = "aap_"
 _DATASET_CHARS = 40
 CREATE_STAGING = "CREATE UNLOGGED TABLE"
 """How every staging table is made. UNLOGGED: its rows are not written to the WAL (a 10M-row ``CREATE
-TABLE AS`` took 3.7-5.0 s unlogged against 5.7 s logged; a 6M-row transform step 3.3 s against 7.0 s).
+TABLE AS`` took 2.66-2.80 s unlogged against 5.47 s logged; a transform step at 10M 2.14-2.65 s against
+4.92 s: per-statement profile in benchmarks/README.md, "Warehouse-native staging").
 What that gives up is safe here: a staging table is run-scoped and rebuilt by a rerun of the task that
 made it (``DROP`` then ``CREATE``), and the warehouse's target tables stay logged (the load writes them).
 After a database crash PostgreSQL empties every unlogged table; the stages that read one (transform,
