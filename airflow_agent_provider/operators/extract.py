@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 
 class ExtractOperator(StageOperator):
-    """Extract each source into a staged Parquet dataset named after it, sources running concurrently.
+    """Extract each source into a staged dataset named after it (Parquet, or a warehouse table with
+    ``staging_conn_id``), sources running concurrently.
 
     Returns the ``extract`` stage result: per dataset its URI, row count, columns and checksum; metrics
     ``sources_extracted``, ``total_rows``, ``metadata.extraction_duration_seconds`` and
@@ -35,9 +36,13 @@ class ExtractOperator(StageOperator):
     :param max_workers: how many sources are extracted at the same time.
     :param staging_root: where staged data goes (default ``[agent_provider] staging_root``,
         ``$AGENT_PROVIDER_STAGING_ROOT`` or ``$AIRFLOW_HOME/staging``). Templated.
+    :param staging_conn_id: a PostgreSQL connection to stage in instead (warehouse-native staging): each
+        source becomes a run-scoped table there, dataset URI ``postgres://<conn_id>/<schema>.<table>``; a
+        SQL source on that database runs there as ``CREATE TABLE ... AS`` (docs/operating.md). Templated.
+    :param staging_schema: the schema of those tables (default ``agent_staging``, created when missing). Templated.
     """
 
-    template_fields: Sequence[str] = ("sources", "staging_root")
+    template_fields: Sequence[str] = ("sources", "staging_root", "staging_conn_id", "staging_schema")
     template_fields_renderers: ClassVar[dict[str, str]] = {"sources": "json"}
     ui_color = "#d6eaf8"
     stage = "extract"
@@ -50,7 +55,7 @@ class ExtractOperator(StageOperator):
         max_workers: int = 4,
         staging_root: str | None = None,
         staging_conn_id: str | None = None,
-        staging_schema: str = "agent_staging",
+        staging_schema: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
