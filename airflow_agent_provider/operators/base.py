@@ -126,10 +126,11 @@ def _output_task_id(content: Any) -> str | None:
 
 
 def _skipped_upstream(task: StageOperator, context: Context) -> frozenset[str]:
-    """The upstream tasks of this run that were skipped; empty when the states cannot be asked for."""
+    """The upstream tasks of this run that were skipped; empty when the states cannot be asked for, or
+    need not be: under ``all_success`` (the default) a task whose upstream was skipped does not run."""
     ids = sorted(task.upstream_task_ids)
     ti = context.get("ti")
-    if not ids or ti is None or not hasattr(ti, "get_task_states"):
+    if not ids or ti is None or not hasattr(ti, "get_task_states") or task.trigger_rule == "all_success":
         return frozenset()
     try:
         states = ti.get_task_states(dag_id=ti.dag_id, task_ids=ids, run_ids=[context["run_id"]])
