@@ -254,9 +254,11 @@ def describe_table(engine: sqlalchemy.engine.Engine, table: StagedTable, *, rows
         ).one()
     if rows is not None and rows != counted:
         raise WarehouseStagingError(f"staging table {table.uri} holds {counted} rows; its statement wrote {rows}")
+    from airflow_agent_provider.engines.staging.reader import checksum
+
     types = {name: duckdb_type(kind) for name, kind in pg_types.items()}
-    digest = hashlib.sha256(f"{counted}|{sorted(types.items())}|{total}".encode()).hexdigest()[:32]
     columns = {name: logical_type(kind) for name, kind in types.items()}
+    digest = checksum(int(counted), types, int(total))
     return DatasetRef(uri=table.uri, row_count=int(counted), columns=columns, checksum=digest, bytes=int(size))
 
 

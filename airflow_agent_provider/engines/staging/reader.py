@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from airflow_agent_provider.contracts import DatasetRef
@@ -61,10 +61,16 @@ def describe(uri: str, con: duckdb.DuckDBPyConnection | None = None) -> DatasetR
 
 def dataset_ref(uri: str, rows: int, types: dict[str, str], total: int) -> DatasetRef:
     """The :class:`DatasetRef` of a dataset whose rows, DuckDB types and checksum sum are known."""
-    digest = hashlib.sha256(f"{rows}|{sorted(types.items())}|{total}".encode()).hexdigest()[:32]
-    size = dataset_bytes(uri)
     columns = {name: logical_type(t) for name, t in types.items()}
-    return DatasetRef(uri=uri, row_count=rows, columns=columns, checksum=digest, bytes=size)
+    return DatasetRef(
+        uri=uri, row_count=rows, columns=columns, checksum=checksum(rows, types, total), bytes=dataset_bytes(uri)
+    )
+
+
+def checksum(rows: int, types: Mapping[str, str], total: int) -> str:
+    """A dataset's checksum from its row count, its columns' DuckDB types and the sum of its 64-bit row
+    hashes (order-independent); a warehouse staging table's is made the same way from its own row hashes."""
+    return hashlib.sha256(f"{rows}|{sorted(types.items())}|{total}".encode()).hexdigest()[:32]
 
 
 def iter_batches(uri: str, batch_rows: int = 100_000, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
