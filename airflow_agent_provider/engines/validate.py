@@ -327,14 +327,15 @@ def _check_schema(
         if issue is not None:
             findings.schema_match = False
             findings.add(issue, fails=fails)
-    extra = [f"{c} ({logical_type(t) or 'null'})" for c, t in scan.types.items() if c not in expected]
+    extra = {c: f"({logical_type(t) or 'null'})" for c, t in scan.types.items() if c not in expected}
     if extra and not allow_extra:
-        named = ", ".join(extra[:MAX_NAMED_EXTRA]) + (
+        named = ", ".join(f"{c} {kind}" for c, kind in list(extra.items())[:MAX_NAMED_EXTRA]) + (
             f" and {len(extra) - MAX_NAMED_EXTRA} more" if len(extra) > MAX_NAMED_EXTRA else ""
         )
-        where = scan.where(extra[0].split(" ")[0]) if len(extra) == 1 else f"{scan.dataset}"
+        first, kind = next(iter(extra.items()))
+        where = scan.where(first) if len(extra) == 1 else f"{scan.dataset}"
         label = "unexpected column" if len(extra) == 1 else f"{len(extra)} unexpected columns"
-        detail = extra[0].split(" ", 1)[1] if len(extra) == 1 else named
+        detail = kind if len(extra) == 1 else named
         findings.warnings.append(
             f"{where}: {label} {detail}, not in expected_schema (allow_extra_columns=True allows them)"
         )

@@ -526,6 +526,16 @@ class TestSchema:
         ]
         assert result.metrics["schema_match"] is True
 
+    def test_an_unexpected_column_with_a_space_in_its_name_is_named_whole(self, staging_root: str) -> None:
+        ref = stage(staging_root, {"id": [1, 2], "unit price": [1.5, 2.0]})
+
+        result = check(ref, expected_schema={"id": "integer"})
+
+        assert result.warnings == [
+            "events.unit price: unexpected column (float), not in expected_schema "
+            "(allow_extra_columns=True allows them)"
+        ]
+
     def test_unexpected_columns_are_one_warning_and_none_when_allowed(self, staging_root: str) -> None:
         ref = stage(staging_root, {"id": [1, 2], **{f"c{i}": ["a", "b"] for i in range(12)}})
 
