@@ -165,7 +165,7 @@ def build_run_view(
     state = build_state(
         outcomes, pipeline_id=dag_id, dag_id=dag_id, run_id=run_id, started_at=parse_time(dag_run.get("start_date"))
     )
-    rows_out = {o.task_id: _rows_out(o, state.stages[o.task_id]) for o in outcomes}
+    rows_out = {o.task_id: state.stages[o.task_id].rows_out for o in outcomes}
     stages = [
         _stage_row(
             o,
@@ -218,8 +218,8 @@ def _stage_row(
         started_at=min(starts) if starts else summary.started_at,
         ended_at=max(ends) if ends else None,
         duration_s=max(durations) if durations else summary.duration_s,
-        rows_in=_rows_in(outcome, upstream, rows_out),
-        rows_out=_rows_out(outcome, summary),
+        rows_in=_rows_in(outcome, summary, upstream, rows_out),
+        rows_out=rows_out[outcome.task_id],
         issues=[issue for r in outcome.results for issue in r.issues],
         usage=summary.usage + sum((d.usage for d in outcome.decisions), Usage()),
         log_url=log_url(*where, outcome.task_id, map_index),
@@ -228,24 +228,19 @@ def _stage_row(
     )
 
 
-def _rows_in(outcome: TaskOutcome, upstream: Mapping[str, set[str]], rows_out: Mapping[str, int | None]) -> int | None:
-    """``rows_before`` when the stage reports it, else what its upstream stages put out.
+def _rows_in(
+    outcome: TaskOutcome, summary: StageSummary, upstream: Mapping[str, set[str]], rows_out: Mapping[str, int | None]
+) -> int | None:
+    """What the stage was given, as the report counts it, else what its upstream stages put out.
 
     None for a source, and for a task that moves no rows (a branch, a plain task).
     """
     if not outcome.results:
         return None
-    before = [r.metrics["rows_before"] for r in outcome.results if isinstance(r.metrics.get("rows_before"), int)]
-    if before:
-        return sum(before)
+    if summary.rows_in is not None:
+        return summary.rows_in
     counts = [rows_out[u] for u in upstream.get(outcome.task_id, ()) if rows_out.get(u) is not None]
     return sum(c for c in counts if c is not None) if counts else None
-
-
-def _rows_out(outcome: TaskOutcome, summary: StageSummary) -> int | None:
-    """``rows_after`` when the stage reports it (quarantine also stages the rows it set aside), else its rows."""
-    after = [r.metrics["rows_after"] for r in outcome.results if isinstance(r.metrics.get("rows_after"), int)]
-    return sum(after) if after else summary.rows
 
 
 def _quarantined(outcome: TaskOutcome) -> list[Quarantined]:
